@@ -1,0 +1,164 @@
+"""The `selfimprove` command line: plain functions made into commands by typer.
+
+    selfimprove run [CONFIG] [--set key=value ...] [--overwrite]
+    selfimprove resume RUN
+    selfimprove status [RUN]
+    selfimprove tasks
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from selfimprove.config import ConfigError, dump_toml, load_config, presets, validate
+from selfimprove.rundir import RunDir, RunError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Recursive self-improvement loops, audited against held-out truth every round.")
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def fail(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(2)
+
+
+class RichUI:
+    """Progress bars for rounds and phases; one plain grep-able line per committed round."""
+
+    def __init__(self, progress: Progress, total_rounds: int, done: int):
+        self.progress = progress
+        self.rounds = progress.add_task("rounds", total=total_rounds, completed=done)
+
+    @contextmanager
+    def phase(self, name: str, total: int):
+        task = self.progress.add_task(name, total=total)
+        try:
+            yield lambda n=1: self.progress.advance(task, n)
+        finally:
+            self.progress.remove_task(task)
+
+    def line(self, text: str) -> None:
+        self.progress.console.print(text, markup=False)
+        self.progress.advance(self.rounds)
+
+
+def _execute(cfg, run: RunDir) -> None:
+    from selfimprove.loop import run_loop
+
+    done = len(run.committed())
+    progress = Progress(TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=console, transient=False)
+    try:
+        with progress:
+            history = run_loop(cfg, run, RichUI(progress, cfg.loop.rounds + 1, done))
+    except KeyboardInterrupt:
+        run.set_status("interrupted")
+        err.print(f"interrupted; committed rounds are kept. Continue with `selfimprove resume {run.root}`.")
+        raise typer.Exit(130) from None
+    except RunError as e:
+        fail(str(e))
+    last = history[-1] if history else {}
+    console.print(f"run: {run.root}")
+    console.print(f"rounds: {len(history)}")
+    console.print(f"frontier: {last.get('frontier')}")
+
+
+@app.command()
+def run(
+    config: Annotated[str | None, typer.Argument(help=f"TOML file or preset ({', '.join(presets())}); default quick")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config value: key=value")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run directory of the same name")] = False,
+) -> None:
+    """Start a new run."""
+    try:
+        cfg = load_config(config, set_)
+        run_dir = RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed, overwrite)
+    except (ConfigError, RunError) as e:
+        fail(str(e))
+    console.print(f"run {run_dir.root}: task {cfg.task.name}, base 1..{cfg.task.base}, {cfg.loop.rounds} rounds")
+    _execute(cfg, run_dir)
+
+
+@app.command()
+def resume(run_path: Annotated[Path, typer.Argument(metavar="RUN", help="run directory")]) -> None:
+    """Continue a run from its last committed round (after a crash, kill or Ctrl-C)."""
+    import tomllib
+
+    try:
+        run_dir = RunDir.open(run_path)
+        cfg = validate(tomllib.loads((run_path / "config.toml").read_text()))
+        removed = run_dir.discard_uncommitted()
+        if removed:
+            console.print(f"discarded the unfinished round(s): {', '.join(removed)}")
+        committed = run_dir.committed()
+        if committed:
+            run_dir.verified_checkpoint(committed[-1])
+        run_dir.set_status("running")
+    except (ConfigError, RunError) as e:
+        fail(str(e))
+    except tomllib.TOMLDecodeError as e:
+        fail(f"{run_path}/config.toml is damaged ({e}); this run cannot be resumed.")
+    console.print(f"resuming {run_path} after round {committed[-1] if committed else 'none'}")
+    _execute(cfg, run_dir)
+
+
+@app.command()
+def status(run_path: Annotated[Path | None, typer.Argument(metavar="[RUN]", help="run directory; default: all runs under ./runs")] = None) -> None:
+    """Show a run's state and its last round, or list the runs under ./runs."""
+    if run_path is None:
+        runs = sorted(p.parent for p in Path("runs").glob("*/manifest.json"))
+        if not runs:
+            console.print("no runs under ./runs; start one with `selfimprove run`")
+            return
+        table = Table("run", "status", "rounds", "frontier")
+        for path in runs:
+            try:
+                r = RunDir.open(path)
+                m = r.metrics()
+                table.add_row(str(path), r.manifest()["status"], str(len(m)), str(m[-1]["frontier"] if m else "-"))
+            except RunError:
+                table.add_row(str(path), "damaged", "-", "-")
+        console.print(table)
+        return
+    try:
+        run_dir = RunDir.open(run_path)
+    except RunError as e:
+        fail(str(e))
+    m = run_dir.manifest()
+    metrics = run_dir.metrics()
+    console.print(f"run: {run_path}\nstatus: {m['status']}\ncommitted rounds: {len(metrics)}")
+    if metrics:
+        from selfimprove.loop import round_line
+
+        console.print(round_line(metrics[-1]), markup=False)
+
+
+@app.command()
+def tasks() -> None:
+    """List the registered tasks, their difficulty axes and an example problem."""
+    from selfimprove.tasks import TASKS
+
+    table = Table("task", "axes", "example (difficulty 3)", "answer", "about")
+    for name, task in sorted(TASKS.items()):
+        batch = task.sample((3,) * len(task.axes), [0], seed=0)
+        table.add_row(name, ", ".join(task.axes), batch.prompts[0], batch.truths[0], task.description)
+    console.print(table)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

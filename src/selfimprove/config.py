@@ -1,0 +1,178 @@
+"""One typed config tree, loaded from TOML (a file or a shipped preset) plus `--set key=value`.
+
+    cfg = load_config("quick", ["loop.rounds=3", "train.lr=5e-4"])
+    print(dump_toml(cfg))
+
+Every mistake raises ConfigError with a message naming the key, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be run; the message says what is wrong and how to fix it."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    n_layer: int = Field(4, ge=1, le=64, description="transformer blocks")
+    n_head: int = Field(4, ge=1, le=64, description="attention heads per block")
+    d_model: int = Field(128, ge=8, le=8192, description="residual stream width")
+    d_ff: int = Field(512, ge=8, le=32768, description="SwiGLU hidden width")
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self):
+        if self.d_model % self.n_head:
+            raise ValueError(f"d_model ({self.d_model}) must be a multiple of n_head ({self.n_head})")
+        return self
+
+
+class TrainConfig(_Strict):
+    batch_size: int = Field(256, ge=1, description="examples per optimizer step")
+    lr: float = Field(1e-3, gt=0, le=1, description="peak learning rate")
+    beta2: float = Field(0.98, gt=0, lt=1, description="AdamW beta2")
+    eps: float = Field(1e-12, gt=0, description="AdamW epsilon")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (matrices only)")
+    grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 turns clipping off")
+    steps: int = Field(2000, ge=1, description="round-0 steps on seed data")
+    round_steps: int = Field(400, ge=1, description="steps of every later round (lr jumps back to peak)")
+    warmup: float = Field(0.1, ge=0, lt=1, description="share of round-0 steps spent warming up")
+    decay: float = Field(0.2, gt=0, le=1, description="share of round-0 steps spent decaying to 1% lr")
+    round_decay: float = Field(0.5, gt=0, le=1, description="share of every later round's steps spent decaying")
+
+
+class TaskConfig(_Strict):
+    name: str = Field("reverse_add", description="registered task; `selfimprove tasks` lists them")
+    base: int = Field(7, ge=1, le=1000, description="seed data covers difficulties 1..base on every axis")
+    step: int = Field(1, ge=1, le=100, description="how much harder each self-improvement round gets")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        from selfimprove.tasks import TASKS
+
+        if name not in TASKS:
+            raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+        return name
+
+
+class LoopConfig(_Strict):
+    rounds: int = Field(8, ge=0, le=10_000, description="self-improvement rounds after round 0")
+    target: int | None = Field(None, ge=1, description="stop once a round has trained on this difficulty")
+    seed_problems: int = Field(20_000, ge=1, description="seed examples (with truth) per base difficulty")
+    problems: int = Field(10_000, ge=1, description="new self-labelled problems per round")
+    filters: list[Literal["length", "none"]] = Field(["length"], description="filters applied in order")
+    data: Literal["accumulate", "replace"] = Field(
+        "accumulate", description="accumulate: half of training from the newest round, half from all "
+        "earlier difficulties (the paper); replace: newest round only (collapse studies)")
+    label_batch: int = Field(1024, ge=1, description="prompts per generation batch")
+
+
+class AuditConfig(_Strict):
+    problems: int = Field(500, ge=1, description="held-out problems per audited difficulty")
+    below: int = Field(2, ge=0, description="audit this many difficulties below the hardest trained one")
+    above: int = Field(4, ge=0, description="... and this many above it")
+
+
+class Config(_Strict):
+    name: str = Field("quick", min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="run name; the run lives in <out_dir>/<name>")
+    out_dir: str = Field("runs", description="folder that holds runs")
+    seed: int = Field(0, ge=0, description="seeds model init, data streams and batch order")
+    device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="auto, cpu, cuda or mps")
+    task: TaskConfig = TaskConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    loop: LoopConfig = LoopConfig()
+    audit: AuditConfig = AuditConfig()
+
+
+# --- loading --------------------------------------------------------------------------------------
+
+
+def presets() -> list[str]:
+    return sorted(p.name.removesuffix(".toml") for p in resources.files("selfimprove.presets").iterdir()
+                  if p.name.endswith(".toml"))
+
+
+def _read_toml(source: str) -> dict[str, Any]:
+    if source in presets():
+        text = resources.files("selfimprove.presets").joinpath(f"{source}.toml").read_text()
+    elif source.endswith(".toml") or "/" in source or Path(source).is_file():
+        if not Path(source).is_file():
+            raise ConfigError(f"config file {source} does not exist; pass a TOML file or one of the "
+                              f"presets: {', '.join(presets())}")
+        text = Path(source).read_text()
+    else:
+        raise ConfigError(f"{source!r} is neither a TOML file nor a preset; presets: {', '.join(presets())}")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source} is not valid TOML: {e}") from None
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word such as `task.name=copy`
+
+
+def apply_override(data: dict[str, Any], assignment: str) -> None:
+    key, sep, value = assignment.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set takes key=value (for example train.lr=5e-4), got {assignment!r}")
+    *parents, leaf = key.strip().split(".")
+    node, schema = data, Config
+    for part in parents:
+        field = schema.model_fields.get(part)
+        if field is None or not isinstance(field.annotation, type) or not issubclass(field.annotation, BaseModel):
+            raise ConfigError(f"unknown config section {key!r}; sections: {', '.join(_sections())}")
+        schema = field.annotation
+        node = node.setdefault(part, {})
+    if leaf not in schema.model_fields:
+        allowed = ", ".join(".".join([*parents, k]) for k in schema.model_fields)
+        raise ConfigError(f"unknown config key {key!r}; allowed here: {allowed}")
+    node[leaf] = _parse_value(value.strip())
+
+
+def _sections() -> list[str]:
+    return [k for k, f in Config.model_fields.items() if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)]
+
+
+def validate(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "config"
+            if err["type"] == "extra_forbidden":
+                lines.append(f"unknown config key {key!r} (remove it, or check its spelling)")
+            else:
+                value = f" = {err['input']!r}" if not isinstance(err["input"], dict) else ""
+                lines.append(f"{key}{value}: {err['msg']}")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+
+
+def load_config(source: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Preset or TOML file (default: the `quick` preset), then `key=value` overrides, validated."""
+    data = _read_toml(source or "quick")
+    for assignment in overrides or []:
+        apply_override(data, assignment)
+    return validate(data)
+
+
+def dump_toml(cfg: Config) -> str:
+    return tomli_w.dumps(cfg.model_dump(exclude_none=True))

@@ -1,0 +1,65 @@
+"""Training data of a run, grouped into levels (one difficulty from one round), and the paper's
+mixture: half of training from the newest round, half spread evenly over all earlier levels.
+
+Every batch holds sequences of one length, so no compute is spent on padding. The mixture is kept
+across steps: even steps draw from the newest round, odd steps from one earlier level in turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from selfimprove.learner import EOS, Vocab
+from selfimprove.tasks import Difficulty
+
+
+@dataclass
+class Level:
+    difficulty: Difficulty
+    round: int
+    buckets: list[tuple[np.ndarray, np.ndarray]]  # per sequence length: tokens [N, L], answer_start [N]
+
+    @property
+    def size(self) -> int:
+        return sum(len(t) for t, _ in self.buckets)
+
+
+def make_level(vocab: Vocab, difficulty: Difficulty, round: int, prompts: list[str], labels: list[str]) -> Level:
+    seqs = [p + a + EOS for p, a in zip(prompts, labels)]
+    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+    starts = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts))
+    buckets = []
+    for length in np.unique(lengths):
+        idx = np.flatnonzero(lengths == length)
+        buckets.append((vocab.encode([seqs[i] for i in idx]), starts[idx]))
+    return Level(difficulty, round, buckets)
+
+
+@dataclass
+class Corpus:
+    levels: list[Level] = field(default_factory=list)
+
+    def add(self, level: Level) -> None:
+        if level.size:
+            self.levels.append(level)
+
+    def batches(self, newest_round: int, mode: str, batch_size: int, rng: np.random.Generator
+                ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        newest = [lv for lv in self.levels if lv.round == newest_round]
+        earlier = [] if mode == "replace" else [lv for lv in self.levels if lv.round != newest_round]
+        if not newest:  # nothing survived the filters this round: keep rehearsing earlier data
+            newest, earlier = earlier, []
+        if not newest:
+            raise ValueError("the corpus is empty: no level has any training example")
+        step = 0
+        while True:
+            pool = newest if step % 2 == 0 or not earlier else earlier
+            level = pool[rng.integers(len(pool))]
+            sizes = np.array([len(t) for t, _ in level.buckets], dtype=np.float64)
+            tokens, starts = level.buckets[rng.choice(len(sizes), p=sizes / sizes.sum())]
+            rows = rng.integers(len(tokens), size=batch_size)
+            yield tokens[rows], starts[rows]
+            step += 1

@@ -1,0 +1,177 @@
+"""One trainable model: the tiny NoPE transformer with its character vocabulary, AdamW state and
+warmup-stable-decay schedule.  `train` continues the same optimizer state across rounds.
+
+    learner = Learner.create(alphabet="0123456789+=", model=ModelConfig(), train=TrainConfig(), seed=0)
+    learner.train(batches, steps=100, warmup=10, decay=20)
+    texts, finished = learner.generate(["12+34="], budgets=[3])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from selfimprove.config import ModelConfig, TrainConfig
+from selfimprove.model import GPT, GPTConfig
+
+EOS = "\0"  # id 0; never part of a task's alphabet
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+class Vocab:
+    """Characters <-> ids; id 0 is EOS."""
+
+    def __init__(self, alphabet: str):
+        self.chars = EOS + "".join(sorted(set(alphabet)))
+        self.lut = np.full(256, -1, dtype=np.int64)
+        for i, c in enumerate(self.chars):
+            self.lut[ord(c)] = i
+
+    def __len__(self) -> int:
+        return len(self.chars)
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Equal-length strings -> [N, L] int64 ids."""
+        width = len(texts[0]) if texts else 0
+        raw = np.frombuffer("".join(texts).encode("ascii"), dtype=np.uint8).reshape(len(texts), width)
+        ids = self.lut[raw]
+        if (ids < 0).any():
+            bad = sorted({chr(c) for c in raw[ids < 0]})
+            raise ValueError(f"characters {bad} are not in the vocabulary {self.chars[1:]!r}")
+        return ids
+
+    def decode(self, ids: np.ndarray) -> tuple[list[str], list[bool]]:
+        """[N, T] ids -> texts cut at the first EOS, and whether an EOS was produced."""
+        chars = np.frombuffer(self.chars.encode("ascii"), dtype=np.uint8)[ids]
+        texts = [bytes(row).split(b"\0", 1)[0].decode("ascii") for row in chars]
+        return texts, list((ids == 0).any(axis=1))
+
+
+def wsd_lr(step: int, total: int, warmup: int, decay: int, peak: float, floor: float = 0.01) -> float:
+    """Warmup-stable-decay: linear warmup to `peak`, flat, then linear decay to floor * peak."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    decay_start = total - decay
+    if step < decay_start:
+        return peak
+    return peak * (1 - (1 - floor) * (step - decay_start + 1) / decay)
+
+
+class Learner:
+    def __init__(self, vocab: Vocab, model: GPT, train_cfg: TrainConfig, device: torch.device):
+        self.vocab, self.model, self.cfg, self.device = vocab, model, train_cfg, device
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=train_cfg.lr, betas=(0.9, train_cfg.beta2), eps=train_cfg.eps,
+            fused=device.type == "cuda",
+        )
+
+    @classmethod
+    def create(cls, alphabet: str, model: ModelConfig, train: TrainConfig, seed: int, device: str = "auto"):
+        vocab = Vocab(alphabet)
+        dev = pick_device(device)
+        torch.manual_seed(seed)
+        net = GPT(GPTConfig(len(vocab), model.n_layer, model.n_head, model.d_model, model.d_ff)).to(dev)
+        return cls(vocab, net, train, dev)
+
+    def _autocast(self):
+        if self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+    # --- training -----------------------------------------------------------------------------
+
+    def train(self, batches: Iterator[tuple[np.ndarray, np.ndarray]], steps: int, warmup: int, decay: int,
+              on_step: Callable[[int, float], None] | None = None) -> list[float]:
+        """Run `steps` AdamW steps. Each batch is (tokens [B, L] of prompt+answer+EOS, answer_start [B]);
+        the loss covers the answer and its EOS only. Returns the loss of every step."""
+        self.model.train()
+        losses = []
+        for step in range(steps):
+            tokens, answer_start = next(batches)
+            x = torch.from_numpy(tokens).to(self.device, non_blocking=True)
+            mask = torch.arange(1, tokens.shape[1], device=self.device)[None, :] >= torch.from_numpy(
+                answer_start).to(self.device)[:, None]
+            lr = wsd_lr(step, steps, warmup, decay, self.cfg.lr)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            with self._autocast():
+                logits = self.model(x[:, :-1])
+            loss_all = F.cross_entropy(logits.float().transpose(1, 2), x[:, 1:], reduction="none")
+            loss = (loss_all * mask).sum() / mask.sum()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+            self.optimizer.step()
+            losses.append(loss.item())
+            if on_step is not None:
+                on_step(step, losses[-1])
+        return losses
+
+    # --- generation ---------------------------------------------------------------------------
+
+    def generate(self, prompts: list[str], budgets: list[int], batch_size: int = 1024) -> tuple[list[str], list[bool]]:
+        """Greedy answers, each cut at EOS or after budget characters; also whether EOS was produced.
+        Prompts are grouped by length so that no batch carries padding."""
+        self.model.eval()
+        texts: list[str] = [""] * len(prompts)
+        finished: list[bool] = [False] * len(prompts)
+        lengths = np.fromiter((len(p) for p in prompts), dtype=np.int64, count=len(prompts))
+        order = np.argsort(lengths, kind="stable")
+        for length in np.unique(lengths):
+            same = order[lengths[order] == length]
+            for chunk in np.array_split(same, math.ceil(len(same) / batch_size)):
+                ids = torch.from_numpy(self.vocab.encode([prompts[i] for i in chunk])).to(self.device)
+                max_new = max(budgets[i] for i in chunk) + 1
+                with self._autocast():
+                    out = self.model.generate(ids, max_new, eos_id=0).cpu().numpy()
+                for i, text, done in zip(chunk, *self.vocab.decode(out)):
+                    budget = budgets[i]
+                    texts[i], finished[i] = text[:budget], done and len(text) <= budget
+        return texts, finished
+
+    # --- checkpoints --------------------------------------------------------------------------
+
+    def save(self, path: Path) -> list[Path]:
+        """Write `path`.safetensors (weights) and `path`.optim.safetensors (AdamW state)."""
+        weights = path.with_suffix(".safetensors")
+        optim = path.with_suffix(".optim.safetensors")
+        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(weights))
+        state: dict[str, torch.Tensor] = {}
+        for i, st in self.optimizer.state_dict()["state"].items():
+            for key, value in st.items():
+                state[f"{i}.{key}"] = torch.as_tensor(value).reshape(-1) if key == "step" else value.contiguous()
+        save_file(state, str(optim))
+        return [weights, optim]
+
+    def load(self, path: Path) -> None:
+        weights = path.with_suffix(".safetensors")
+        optim = path.with_suffix(".optim.safetensors")
+        self.model.load_state_dict(load_file(str(weights), device=str(self.device)))
+        tensors = load_file(str(optim), device=str(self.device))
+        sd = self.optimizer.state_dict()
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for name, value in tensors.items():
+            i, key = name.split(".", 1)
+            state.setdefault(int(i), {})[key] = value.reshape(()) if key == "step" else value
+        sd["state"] = state
+        self.optimizer.load_state_dict(sd)

@@ -1,0 +1,114 @@
+"""The tiny learner's network: a decoder-only transformer without positional encoding (NoPE),
+RMSNorm, SwiGLU, untied embeddings, PyTorch's scaled_dot_product_attention; plus batched greedy
+decoding with a KV cache that stops each sequence at EOS.
+
+    from selfimprove.model import GPT, GPTConfig
+    model = GPT(GPTConfig(vocab_size=16, n_layer=2, n_head=2, d_model=64))
+    out = model.generate(torch.zeros(3, 5, dtype=torch.long), max_new_tokens=4, eos_id=1)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    vocab_size: int
+    n_layer: int = 6
+    n_head: int = 6
+    d_model: int = 384
+    d_ff: int = 1536
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head = cfg.n_head
+        self.attn_norm = nn.RMSNorm(cfg.d_model)
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model, bias=False)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.mlp_norm = nn.RMSNorm(cfg.d_model)
+        self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
+        self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None, pos: int = 0):
+        """x: [B, T, C]. With a cache ([B, H, T_max, D] keys and values), the new keys and values are
+        written at pos..pos+T and attention covers everything up to pos+T."""
+        B, T, C = x.shape
+        q, k, v = self.qkv(self.attn_norm(x)).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if cache is not None:
+            cache[0][:, :, pos : pos + T] = k
+            cache[1][:, :, pos : pos + T] = v
+            k, v = cache[0][:, :, : pos + T], cache[1][:, :, : pos + T]
+        # Causal masking is only needed when queries see keys after them: never for one new token.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
+        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
+        gate, up = self.gate_up(self.mlp_norm(x)).chunk(2, dim=-1)
+        return x + self.down(F.silu(gate) * up)
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer))
+        self.norm = nn.RMSNorm(cfg.d_model)
+        self.head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        for name, p in self.named_parameters():
+            if p.dim() == 2:
+                # GPT-2 init; residual projections scaled down with depth.
+                std = 0.02 / math.sqrt(2 * cfg.n_layer) if name.endswith(("proj.weight", "down.weight")) else 0.02
+                nn.init.normal_(p, mean=0.0, std=std)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        """idx [B, T] -> logits [B, T, vocab]."""
+        x = self.embed(idx)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))
+
+    @torch.inference_mode()
+    def generate(self, prompts: torch.Tensor, max_new_tokens: int, eos_id: int) -> torch.Tensor:
+        """Greedy continuation of equal-length prompts [B, P] -> [B, max_new_tokens] tokens.
+
+        Each row stops at its first EOS (the EOS is kept, later positions are filled with EOS).
+        Finished rows are dropped from the batch so they cost nothing further."""
+        B, P = prompts.shape
+        cfg = self.cfg
+        out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long, device=prompts.device)
+        if B == 0 or max_new_tokens == 0:
+            return out
+        shape = (B, cfg.n_head, P + max_new_tokens, cfg.d_model // cfg.n_head)
+        device = prompts.device
+        autocast = torch.is_autocast_enabled(device.type)
+        dtype = torch.get_autocast_dtype(device.type) if autocast else self.embed.weight.dtype
+        caches = [(torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device))
+                  for _ in self.blocks]
+        rows = torch.arange(B, device=device)  # the original row of each batch row
+        finished = torch.zeros(B, dtype=torch.bool, device=device)
+        x, pos = self.embed(prompts), 0
+        for t in range(max_new_tokens):
+            for block, cache in zip(self.blocks, caches):
+                x = block(x, cache, pos)
+            pos += x.shape[1]
+            token = self.head(self.norm(x[:, -1])).argmax(dim=-1)
+            token = token.masked_fill(finished, eos_id)
+            out[rows, t] = token
+            finished = finished | (token == eos_id)
+            n_alive = int((~finished).sum())
+            if n_alive == 0:
+                break
+            # Compacting copies the caches, so only do it once enough rows have finished.
+            if n_alive <= 0.75 * rows.numel():
+                keep = (~finished).nonzero().squeeze(1)
+                rows, token, finished = rows[keep], token[keep], finished[keep]
+                caches = [(k[keep], v[keep]) for k, v in caches]
+            x = self.embed(token[:, None])
+        return out

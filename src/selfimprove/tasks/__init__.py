@@ -1,0 +1,33 @@
+"""Task registry: a task is a family of verifiable problems with a difficulty knob.
+
+    from selfimprove.tasks import get_task
+    task = get_task("reverse_add")
+    batch = task.sample((7,), range(3), seed=0)
+    print(batch.prompts[0], batch.truths[0])
+
+A task is one module that defines a `Task` subclass and ends with `register(MyTask())`.
+Copy `template.py` and `tests/test_task_template.py` to add one.
+"""
+
+from __future__ import annotations
+
+from selfimprove.tasks._base import Batch, Difficulty, Task, hash_uniform
+
+TASKS: dict[str, Task] = {}
+
+
+def register(task: Task) -> Task:
+    assert task.name not in TASKS, f"task {task.name!r} registered twice"
+    TASKS[task.name] = task
+    return task
+
+
+def get_task(name: str) -> Task:
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
+    return TASKS[name]
+
+
+from selfimprove.tasks import arithmetic, strings  # noqa: E402,F401  (registration)
+
+__all__ = ["TASKS", "Batch", "Difficulty", "Task", "get_task", "hash_uniform", "register"]

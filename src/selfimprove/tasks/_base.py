@@ -1,0 +1,89 @@
+"""What every task provides, and the counter-based randomness that makes item i a pure
+function of (seed, difficulty, i)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+Difficulty = tuple[int, ...]
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def hash_uniform(seed: int, difficulty: Difficulty, index: np.ndarray, n_cols: int) -> np.ndarray:
+    """uint64 array [len(index), n_cols]; entry (r, c) depends only on (seed, difficulty, index[r], c)."""
+    key = np.uint64(seed & 0xFFFFFFFFFFFFFFFF)
+    for d in difficulty:
+        key = _splitmix64(key ^ np.uint64(d & 0xFFFFFFFF))
+    idx = np.asarray(index, dtype=np.uint64)[:, None]
+    col = np.arange(n_cols, dtype=np.uint64)[None, :]
+    with np.errstate(over="ignore"):
+        return _splitmix64(_splitmix64(key ^ idx) + col * np.uint64(0xD1B54A32D192ED03))
+
+
+def uniform_ints(seed: int, difficulty: Difficulty, index: np.ndarray, n_cols: int, low, high) -> np.ndarray:
+    """Integers in [low, high) (broadcast per column), int64 [len(index), n_cols]."""
+    h = hash_uniform(seed, difficulty, index, n_cols) >> np.uint64(11)  # 53 random bits
+    u = h.astype(np.float64) / float(1 << 53)
+    low, high = np.asarray(low), np.asarray(high)
+    return (low + np.floor(u * (high - low))).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Problems of one difficulty. `truths` is hidden ground truth: the loop only reads it for seed
+    data, anchors and the audit, never for labels of self-generated data."""
+
+    difficulty: Difficulty
+    prompts: list[str]
+    truths: list[str]
+
+
+class Task:
+    """Subclasses set the class attributes and implement `sample`; the rest has sensible defaults."""
+
+    name: str = ""
+    axes: tuple[str, ...] = ()
+    alphabet: str = ""  # every character a prompt or answer may contain
+    description: str = ""
+
+    def sample(self, difficulty: Difficulty, index: Sequence[int] | np.ndarray, seed: int) -> Batch:
+        raise NotImplementedError
+
+    def base_difficulties(self, base: int) -> list[Difficulty]:
+        """Every difficulty up to `base` on each axis (the seed data's range)."""
+        grids = np.meshgrid(*[np.arange(1, base + 1)] * len(self.axes), indexing="ij")
+        return sorted(tuple(int(g) for g in point) for point in zip(*(g.ravel() for g in grids)))
+
+    def harder(self, difficulty: Difficulty, step: int = 1) -> list[Difficulty]:
+        """The difficulties one step harder than `difficulty`."""
+        return [tuple(d + step for d in difficulty)]
+
+    def answer_length(self, prompt: str) -> int | None:
+        """Length of a correct answer, computed from the prompt alone (for the `length` filter);
+        None when the task cannot tell."""
+        return None
+
+    def max_answer_length(self, prompt: str) -> int:
+        """Generation budget for one prompt, in characters (EOS excluded)."""
+        n = self.answer_length(prompt)
+        assert n is not None, f"task {self.name} must override max_answer_length"
+        return n
+
+    def validate_difficulty(self, difficulty: Difficulty) -> None:
+        if len(difficulty) != len(self.axes) or any(d < 1 for d in difficulty):
+            raise ValueError(
+                f"task {self.name!r} takes difficulties of {len(self.axes)} positive int(s) "
+                f"({', '.join(self.axes)}), got {difficulty}"
+            )

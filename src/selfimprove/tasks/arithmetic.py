@@ -1,0 +1,65 @@
+"""Arithmetic tasks in the paper's formats.
+
+reverse_add, difficulty (n,): both operands have n digits; operands and sum are written least
+significant digit first, the sum zero-padded to n + 1 digits.  `4321+8765=25011`  (1234 + 5678).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from selfimprove.tasks import register
+from selfimprove.tasks._base import Batch, Difficulty, Task, uniform_ints
+
+_ZERO = ord("0")
+
+
+def rows_to_str(chars: np.ndarray) -> list[str]:
+    """uint8 ASCII matrix [N, L] -> list of N strings."""
+    chars = np.ascontiguousarray(chars, dtype=np.uint8)
+    return [b.decode("ascii") for b in chars.view(f"S{chars.shape[1]}").ravel()]
+
+
+def random_numbers(seed: int, difficulty: Difficulty, index: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    """One [N, n] digit array per requested length n, least significant digit first, each number
+    with exactly n digits (the most significant digit is non-zero unless n == 1)."""
+    low = np.concatenate([np.eye(1, n, n - 1, dtype=np.int64)[0] * (n > 1) for n in lengths])
+    digits = uniform_ints(seed, difficulty, index, len(low), low, 10)
+    return np.split(digits, np.cumsum(lengths)[:-1], axis=1)
+
+
+def add_digits(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Digit-wise sum of [N, n] little-endian digit arrays -> [N, n + 1]."""
+    n = a.shape[1]
+    out = np.empty((a.shape[0], n + 1), dtype=np.int64)
+    carry = np.zeros(a.shape[0], dtype=np.int64)
+    for i in range(n):
+        s = a[:, i] + b[:, i] + carry
+        out[:, i], carry = s % 10, s // 10
+    out[:, n] = carry
+    return out
+
+
+class ReverseAdd(Task):
+    name = "reverse_add"
+    axes = ("digits",)
+    alphabet = "0123456789+="
+    description = "n-digit + n-digit, all numbers least significant digit first, sum padded to n+1"
+
+    def sample(self, difficulty, index, seed):
+        self.validate_difficulty(difficulty)
+        (n,) = difficulty
+        index = np.asarray(index, dtype=np.int64)
+        a, b = random_numbers(seed, difficulty, index, [n, n])
+        n_rows = len(index)
+        plus = np.full((n_rows, 1), ord("+"))
+        eq = np.full((n_rows, 1), ord("="))
+        prompts = rows_to_str(np.concatenate([a + _ZERO, plus, b + _ZERO, eq], axis=1))
+        truths = rows_to_str(add_digits(a, b) + _ZERO)
+        return Batch(difficulty, prompts, truths)
+
+    def answer_length(self, prompt):
+        return prompt.index("+") + 1
+
+
+register(ReverseAdd())

@@ -1,0 +1,114 @@
+"""The command line: bad input gets a message naming the problem and the fix, exit code 2, and
+nothing is overwritten."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from selfimprove.cli import app
+
+runner = CliRunner()
+
+
+def sets(overrides):
+    return [x for o in overrides for x in ("--set", o)]
+
+
+@pytest.fixture
+def finished_run(tiny_overrides, tmp_path):
+    result = runner.invoke(app, ["run", *sets(tiny_overrides)])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "runs" / "tiny"
+
+
+def test_run_prints_one_greppable_line_per_round(finished_run, tiny_overrides):
+    result = runner.invoke(app, ["status", str(finished_run)])
+    assert result.exit_code == 0
+    assert "status: finished" in result.output and "committed rounds: 3" in result.output
+    assert "round 2 | difficulty (5,) | kept " in result.output and "| audit 4:" in result.output
+
+
+def test_existing_run_is_refused_and_kept(finished_run, tiny_overrides):
+    before = (finished_run / "manifest.json").read_text()
+    result = runner.invoke(app, ["run", *sets(tiny_overrides)])
+    assert result.exit_code == 2
+    assert "already exists" in result.output and "resume" in result.output and "--overwrite" in result.output
+    assert (finished_run / "manifest.json").read_text() == before
+
+
+def test_overwrite_replaces_a_run(finished_run, tiny_overrides):
+    result = runner.invoke(app, ["run", *sets([*tiny_overrides, "loop.rounds=0"]), "--overwrite"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((finished_run / "manifest.json").read_text())["committed_rounds"] == [0]
+
+
+def test_bad_config_is_refused_before_anything_is_written(tiny_overrides, tmp_path):
+    result = runner.invoke(app, ["run", *sets([*tiny_overrides, "train.lr=-1"])])
+    assert result.exit_code == 2 and "train.lr" in result.output
+    assert not (tmp_path / "runs").exists()
+    result = runner.invoke(app, ["run", *sets([*tiny_overrides, "task.name=sorting"])])
+    assert result.exit_code == 2 and "known tasks" in result.output
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_out_dir(tiny_overrides, tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    result = runner.invoke(app, ["run", *sets([*tiny_overrides, f"out_dir={locked}"])])
+    assert result.exit_code == 2 and "out_dir" in result.output
+
+
+def test_out_dir_that_is_a_file(tiny_overrides, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = runner.invoke(app, ["run", *sets([*tiny_overrides, f"out_dir={blocker}"])])
+    assert result.exit_code == 2 and "cannot" in result.output
+
+
+def test_resume_refuses_a_damaged_checkpoint(finished_run):
+    ckpt = finished_run / "checkpoints" / "0002" / "learner-0.safetensors"
+    data = bytearray(ckpt.read_bytes())
+    data[-1] ^= 0xFF
+    ckpt.write_bytes(bytes(data))
+    manifest = json.loads((finished_run / "manifest.json").read_text())
+    manifest["status"] = "interrupted"
+    (finished_run / "manifest.json").write_text(json.dumps(manifest))
+    result = runner.invoke(app, ["resume", str(finished_run)])
+    assert result.exit_code == 2
+    assert "checksum" in result.output and "learner-0.safetensors" in result.output
+    assert ckpt.read_bytes() == bytes(data)  # nothing repaired or overwritten behind the user's back
+
+
+def test_resume_of_a_finished_run_adds_nothing(finished_run):
+    result = runner.invoke(app, ["resume", str(finished_run)])
+    assert result.exit_code == 0, result.output
+    assert json.loads((finished_run / "manifest.json").read_text())["committed_rounds"] == [0, 1, 2]
+
+
+def test_resume_and_status_of_something_that_is_not_a_run(tmp_path):
+    for command in ("resume", "status"):
+        result = runner.invoke(app, [command, str(tmp_path)])
+        assert result.exit_code == 2 and "not a selfimprove run" in result.output
+
+
+def test_damaged_manifest(finished_run):
+    (finished_run / "manifest.json").write_text("{not json")
+    result = runner.invoke(app, ["resume", str(finished_run)])
+    assert result.exit_code == 2 and "damaged" in result.output
+
+
+def test_tasks_lists_every_task_with_an_example():
+    result = runner.invoke(app, ["tasks"])
+    assert result.exit_code == 0
+    for name in ("reverse_add", "copy", "reverse", "digits", "length"):
+        assert name in result.output
+
+
+def test_status_lists_runs_in_the_working_directory(finished_run, monkeypatch):
+    monkeypatch.chdir(finished_run.parent.parent)
+    result = runner.invoke(app, ["status"])
+    assert result.exit_code == 0 and "tiny" in result.output and "finished" in result.output
+    assert Path("runs").is_dir()

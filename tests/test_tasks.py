@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from selfimprove.tasks import TASKS, get_task
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_sampling_is_a_pure_function_of_seed_difficulty_and_index(name):
+    task = get_task(name)
+    d = (6,) * len(task.axes)
+    whole = task.sample(d, range(50), seed=3)
+    part = task.sample(d, [10, 49, 0], seed=3)
+    assert part.prompts == [whole.prompts[i] for i in (10, 49, 0)]
+    assert part.truths == [whole.truths[i] for i in (10, 49, 0)]
+    assert task.sample(d, range(50), seed=4).prompts != whole.prompts
+    assert len(set(whole.prompts)) > 45  # random, not constant
+    assert set("".join(whole.prompts + whole.truths)) <= set(task.alphabet)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_answer_length_is_known_from_the_prompt(name):
+    task = get_task(name)
+    for n in (1, 2, 9):
+        b = task.sample((n,) * len(task.axes), range(20), seed=0)
+        assert [task.answer_length(p) for p in b.prompts] == [len(t) for t in b.truths]
+
+
+def test_reverse_add_scores_true_sums():
+    b = get_task("reverse_add").sample((17,), range(200), seed=1)
+    for prompt, truth in zip(b.prompts, b.truths):
+        a, c = prompt.removesuffix("=").split("+")
+        assert len(a) == len(c) == 17 and a[-1] != "0" and c[-1] != "0"
+        assert int(truth[::-1]) == int(a[::-1]) + int(c[::-1])
+        assert len(truth) == 18
+    assert get_task("reverse_add").sample((3,), [0], seed=0).prompts[0].count("+") == 1
+
+
+def test_reverse_add_one_digit_covers_zero():
+    b = get_task("reverse_add").sample((1,), range(500), seed=0)
+    assert {p[0] for p in b.prompts} == set("0123456789")
+
+
+def test_copy_and_reverse():
+    c = get_task("copy").sample((8,), range(20), seed=0)
+    r = get_task("reverse").sample((8,), range(20), seed=0)
+    assert c.prompts == r.prompts
+    assert all(t == p[:-1] for p, t in zip(c.prompts, c.truths))
+    assert all(t == p[:-1][::-1] for p, t in zip(r.prompts, r.truths))
+
+
+def test_sampling_fifty_thousand_problems_is_vectorised():
+    b = get_task("reverse_add").sample((17,), np.arange(50_000), seed=0)
+    assert len(b.prompts) == 50_000 and len(set(b.prompts)) == 50_000
+
+
+def test_unknown_task_lists_the_known_ones():
+    with pytest.raises(KeyError, match="reverse_add"):
+        get_task("nope")
+
+
+def test_bad_difficulty_is_refused():
+    with pytest.raises(ValueError, match="positive"):
+        get_task("copy").sample((0,), range(3), seed=0)
