@@ -61,3 +61,17 @@ def test_unknown_task_lists_the_known_ones():
 def test_bad_difficulty_is_refused():
     with pytest.raises(ValueError, match="positive"):
         get_task("copy").sample((0,), range(3), seed=0)
+
+
+def test_reverse_add_seed_data_mixes_operand_lengths():
+    task = get_task("reverse_add")
+    b = task.sample_seed((5,), range(2000), seed=0)
+    assert b.prompts[:7] == task.sample_seed((5,), range(7), seed=0).prompts  # pure in (seed, index)
+    shapes = set()
+    for prompt, truth in zip(b.prompts, b.truths):
+        a, c = prompt.removesuffix("=").split("+")
+        assert max(len(a), len(c)) == 5 and all(x[-1] != "0" for x in (a, c) if len(x) > 1)
+        assert int(truth[::-1]) == int(a[::-1]) + int(c[::-1]) and len(truth) == 6
+        assert task.answer_length(prompt) == len(truth)
+        shapes.add((len(a), len(c)))
+    assert shapes == {(5, k) for k in range(1, 6)} | {(k, 5) for k in range(1, 6)}

@@ -8,7 +8,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -76,7 +75,8 @@ def _execute(cfg, run: RunDir) -> None:
 
 @app.command()
 def run(
-    config: Annotated[str | None, typer.Argument(help=f"TOML file or preset ({', '.join(presets())}); default quick")] = None,
+    config: Annotated[str | None, typer.Argument(
+        help=f"TOML file or preset ({', '.join(presets())}); default quick")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a config value: key=value")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run directory of the same name")] = False,
 ) -> None:
@@ -114,7 +114,8 @@ def resume(run_path: Annotated[Path, typer.Argument(metavar="RUN", help="run dir
 
 
 @app.command()
-def status(run_path: Annotated[Path | None, typer.Argument(metavar="[RUN]", help="run directory; default: all runs under ./runs")] = None) -> None:
+def status(run_path: Annotated[Path | None, typer.Argument(
+        metavar="[RUN]", help="run directory; default: all runs under ./runs")] = None) -> None:
     """Show a run's state and its last round, or list the runs under ./runs."""
     if run_path is None:
         runs = sorted(p.parent for p in Path("runs").glob("*/manifest.json"))

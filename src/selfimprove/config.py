@@ -148,7 +148,8 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
 
 
 def _sections() -> list[str]:
-    return [k for k, f in Config.model_fields.items() if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)]
+    return [k for k, f in Config.model_fields.items()
+            if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel)]
 
 
 def validate(data: dict[str, Any]) -> Config:

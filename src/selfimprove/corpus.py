@@ -2,7 +2,7 @@
 mixture: half of training from the newest round, half spread evenly over all earlier levels.
 
 Every batch holds sequences of one length, so no compute is spent on padding. The mixture is kept
-across steps: even steps draw from the newest round, odd steps from one earlier level in turn.
+across steps: even steps draw from the newest round, odd steps from a uniformly drawn earlier level.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from selfimprove.learner import EOS, Vocab
+from selfimprove.learner import BOS, EOS, Vocab
 from selfimprove.tasks import Difficulty
 
 
@@ -28,9 +28,9 @@ class Level:
 
 
 def make_level(vocab: Vocab, difficulty: Difficulty, round: int, prompts: list[str], labels: list[str]) -> Level:
-    seqs = [p + a + EOS for p, a in zip(prompts, labels)]
+    seqs = [BOS + p + a + EOS for p, a in zip(prompts, labels)]
     lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-    starts = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts))
+    starts = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts)) + len(BOS)
     buckets = []
     for length in np.unique(lengths):
         idx = np.flatnonzero(lengths == length)

@@ -22,6 +22,7 @@ from selfimprove.config import ModelConfig, TrainConfig
 from selfimprove.model import GPT, GPTConfig
 
 EOS = "\0"  # id 0; never part of a task's alphabet
+BOS = EOS  # every sequence starts with it: NoPE models read positions off attention to a fixed first token
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -57,7 +58,7 @@ class Vocab:
         return ids
 
     def decode(self, ids: np.ndarray) -> tuple[list[str], list[bool]]:
-        """[N, T] ids -> texts cut at the first EOS, and whether an EOS was produced."""
+        """[N, T] generated ids -> texts cut at the first EOS, and whether an EOS was produced."""
         chars = np.frombuffer(self.chars.encode("ascii"), dtype=np.uint8)[ids]
         texts = [bytes(row).split(b"\0", 1)[0].decode("ascii") for row in chars]
         return texts, list((ids == 0).any(axis=1))
@@ -101,7 +102,7 @@ class Learner:
 
     def train(self, batches: Iterator[tuple[np.ndarray, np.ndarray]], steps: int, warmup: int, decay: int,
               on_step: Callable[[int, float], None] | None = None) -> list[float]:
-        """Run `steps` AdamW steps. Each batch is (tokens [B, L] of prompt+answer+EOS, answer_start [B]);
+        """Run `steps` AdamW steps. Each batch is (tokens [B, L] of BOS+prompt+answer+EOS, answer_start [B]);
         the loss covers the answer and its EOS only. Returns the loss of every step."""
         self.model.train()
         losses = []
@@ -131,7 +132,7 @@ class Learner:
 
     def generate(self, prompts: list[str], budgets: list[int], batch_size: int = 1024) -> tuple[list[str], list[bool]]:
         """Greedy answers, each cut at EOS or after budget characters; also whether EOS was produced.
-        Prompts are grouped by length so that no batch carries padding."""
+        Prompts are grouped by length so that no batch carries padding; BOS is added here."""
         self.model.eval()
         texts: list[str] = [""] * len(prompts)
         finished: list[bool] = [False] * len(prompts)
@@ -140,7 +141,7 @@ class Learner:
         for length in np.unique(lengths):
             same = order[lengths[order] == length]
             for chunk in np.array_split(same, math.ceil(len(same) / batch_size)):
-                ids = torch.from_numpy(self.vocab.encode([prompts[i] for i in chunk])).to(self.device)
+                ids = torch.from_numpy(self.vocab.encode([BOS + prompts[i] for i in chunk])).to(self.device)
                 max_new = max(budgets[i] for i in chunk) + 1
                 with self._autocast():
                     out = self.model.generate(ids, max_new, eos_id=0).cpu().numpy()

@@ -155,7 +155,8 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, A
         seconds["plan"], t = time.perf_counter() - t, time.perf_counter()
 
         # act: problems with hidden truth; round 0 uses truth as labels (seed data), later rounds the model
-        batches = [task.sample(d, range(cfg.loop.seed_problems if r == 0 else cfg.loop.problems),
+        sample = task.sample_seed if r == 0 else task.sample
+        batches = [sample(d, range(cfg.loop.seed_problems if r == 0 else cfg.loop.problems),
                                stream_seed(cfg.seed, "train", r)) for d in difficulties]
         prompts = [p for b in batches for p in b.prompts]
         truths = [t_ for b in batches for t_ in b.truths]

@@ -61,6 +61,10 @@ class Task:
     def sample(self, difficulty: Difficulty, index: Sequence[int] | np.ndarray, seed: int) -> Batch:
         raise NotImplementedError
 
+    def sample_seed(self, difficulty: Difficulty, index: Sequence[int] | np.ndarray, seed: int) -> Batch:
+        """Seed data (with truth) at a base difficulty; the same as `sample` unless a task varies it."""
+        return self.sample(difficulty, index, seed)
+
     def base_difficulties(self, base: int) -> list[Difficulty]:
         """Every difficulty up to `base` on each axis (the seed data's range)."""
         grids = np.meshgrid(*[np.arange(1, base + 1)] * len(self.axes), indexing="ij")

@@ -2,6 +2,8 @@
 
 reverse_add, difficulty (n,): both operands have n digits; operands and sum are written least
 significant digit first, the sum zero-padded to n + 1 digits.  `4321+8765=25011`  (1234 + 5678).
+Seed data, as in the paper, draws the two operand lengths independently up to n (the longer one has n
+digits), so that the model learns to align digits by their place, not by the sequence length.
 """
 
 from __future__ import annotations
@@ -49,17 +51,41 @@ class ReverseAdd(Task):
     def sample(self, difficulty, index, seed):
         self.validate_difficulty(difficulty)
         (n,) = difficulty
+        a, b = random_numbers(seed, difficulty, np.asarray(index, dtype=np.int64), [n, n])
+        return Batch(difficulty, *self._format(a, b))
+
+    def sample_seed(self, difficulty, index, seed):
+        self.validate_difficulty(difficulty)
+        (n,) = difficulty
         index = np.asarray(index, dtype=np.int64)
         a, b = random_numbers(seed, difficulty, index, [n, n])
-        n_rows = len(index)
-        plus = np.full((n_rows, 1), ord("+"))
-        eq = np.full((n_rows, 1), ord("="))
-        prompts = rows_to_str(np.concatenate([a + _ZERO, plus, b + _ZERO, eq], axis=1))
-        truths = rows_to_str(add_digits(a, b) + _ZERO)
+        # The other operand has m = 1..n digits and is the first or the second one, at random.
+        m, swap, top = uniform_ints(seed, (*difficulty, 0), index, 3, [1, 0, 1], [n + 1, 2, 10]).T
+        prompts, truths = [""] * len(index), [""] * len(index)
+        for length in range(1, n + 1):
+            for s in (0, 1):
+                rows = np.flatnonzero((m == length) & (swap == s))
+                short = b[rows, :length].copy()
+                if length > 1:
+                    short[:, -1] = top[rows]  # exactly `length` digits
+                p, t = self._format(*((short, a[rows]) if s else (a[rows], short)))
+                for i, row in enumerate(rows):
+                    prompts[row], truths[row] = p[i], t[i]
         return Batch(difficulty, prompts, truths)
 
+    @staticmethod
+    def _format(a: np.ndarray, b: np.ndarray) -> tuple[list[str], list[str]]:
+        """Digit arrays (least significant first) -> prompts and sums padded to max(len) + 1."""
+        n = max(a.shape[1], b.shape[1])
+        rows = len(a)
+        pad = lambda x: np.pad(x, ((0, 0), (0, n - x.shape[1])))  # noqa: E731
+        plus, eq = np.full((rows, 1), ord("+")), np.full((rows, 1), ord("="))
+        prompts = rows_to_str(np.concatenate([a + _ZERO, plus, b + _ZERO, eq], axis=1))
+        return prompts, rows_to_str(add_digits(pad(a), pad(b)) + _ZERO)
+
     def answer_length(self, prompt):
-        return prompt.index("+") + 1
+        a, b = prompt.removesuffix("=").split("+")
+        return max(len(a), len(b)) + 1
 
 
 register(ReverseAdd())
