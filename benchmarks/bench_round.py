@@ -87,7 +87,7 @@ def bench_size(name: str, preset: str, train_batch: int, label_prompts: int, tra
     hf.eval()
 
     def ours_label():
-        texts, _ = learner.generate(prompts, [new_tokens - 1] * label_prompts, batch_size=label_prompts)
+        texts, _, _ = learner.generate(prompts, [new_tokens - 1] * label_prompts, batch_size=label_prompts)
         assert len(texts) == label_prompts
 
     def hf_label():

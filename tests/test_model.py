@@ -24,17 +24,22 @@ def test_cached_generation_equals_step_by_step_argmax():
     with torch.no_grad():
         model.head.weight[0] += 0.05 * torch.randn(32)
     prompts = torch.randint(1, 7, (64, 9))
-    cached = model.generate(prompts, max_new_tokens=12, eos_id=0)
+    cached, confidence = model.generate(prompts, max_new_tokens=12, eos_id=0)
     reference = uncached_greedy(model, prompts, 12, eos_id=0)
     assert torch.equal(cached, reference)
     ends = (cached == 0).float().argmax(1)
     assert len(set(ends.tolist())) > 2, "test must cover rows ending at different steps"
+    # confidence: the smallest probability among the tokens each row chose, up to and including EOS
+    seq = torch.cat([prompts, reference], dim=1)
+    probs = model(seq[:, :-1]).softmax(-1)[:, prompts.shape[1] - 1:].gather(-1, reference[..., None])[..., 0]
+    alive = torch.arange(12)[None, :] <= torch.where((reference == 0).any(1), ends, 11)[:, None]
+    assert torch.allclose(confidence, probs.masked_fill(~alive, 1.0).min(1).values, atol=1e-5)
 
 
 def test_generation_after_eos_is_eos_only():
     torch.manual_seed(1)
     model = GPT(GPTConfig(vocab_size=5, n_layer=1, n_head=1, d_model=16, d_ff=16)).eval()
-    out = model.generate(torch.randint(1, 5, (32, 4)), max_new_tokens=10, eos_id=0)
+    out, _ = model.generate(torch.randint(1, 5, (32, 4)), max_new_tokens=10, eos_id=0)
     for row in out:
         hits = (row == 0).nonzero()
         if len(hits):

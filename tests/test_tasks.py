@@ -75,3 +75,9 @@ def test_reverse_add_seed_data_mixes_operand_lengths():
         assert task.answer_length(prompt) == len(truth)
         shapes.add((len(a), len(c)))
     assert shapes == {(5, k) for k in range(1, 6)} | {(k, 5) for k in range(1, 6)}
+
+
+def test_seed_weights_follow_the_papers_length_distribution():
+    task = get_task("reverse_add")
+    assert [task.seed_weight((n,)) for n in (1, 2, 5)] == [1.0, 3.0, 9.0]
+    assert get_task("copy").seed_weight((4,)) == 1.0

@@ -72,7 +72,10 @@ class LoopConfig(_Strict):
     target: int | None = Field(None, ge=1, description="stop once a round has trained on this difficulty")
     seed_problems: int = Field(20_000, ge=1, description="seed examples (with truth) per base difficulty")
     problems: int = Field(10_000, ge=1, description="new self-labelled problems per round")
-    filters: list[Literal["length", "none"]] = Field(["length"], description="filters applied in order")
+    filters: list[Literal["length", "confidence", "none"]] = Field(
+        ["length"], description="truth-free filters applied in order: length, confidence, none")
+    min_confidence: float = Field(0.0, ge=0, le=1, description="the confidence filter keeps labels whose "
+                                  "least likely token had at least this probability")
     data: Literal["accumulate", "replace"] = Field(
         "accumulate", description="accumulate: half of training from the newest round, half from all "
         "earlier difficulties (the paper); replace: newest round only (collapse studies)")

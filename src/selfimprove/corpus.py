@@ -2,7 +2,9 @@
 mixture: half of training from the newest round, half spread evenly over all earlier levels.
 
 Every batch holds sequences of one length, so no compute is spent on padding. The mixture is kept
-across steps: even steps draw from the newest round, odd steps from a uniformly drawn earlier level.
+across steps: even steps draw from the newest round, odd steps from an earlier level, each drawn with
+probability proportional to its weight (1 for a self-improvement level; seed levels share out as
+much weight as they are levels, in the proportions the task's seed distribution gives them).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ class Level:
     difficulty: Difficulty
     round: int
     buckets: list[tuple[np.ndarray, np.ndarray]]  # per sequence length: tokens [N, L], answer_start [N]
+    weight: float = 1.0
 
     @property
     def size(self) -> int:
         return sum(len(t) for t, _ in self.buckets)
 
 
-def make_level(vocab: Vocab, difficulty: Difficulty, round: int, prompts: list[str], labels: list[str]) -> Level:
+def make_level(vocab: Vocab, difficulty: Difficulty, round: int, prompts: list[str], labels: list[str],
+               weight: float = 1.0) -> Level:
     seqs = [BOS + p + a + EOS for p, a in zip(prompts, labels)]
     lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
     starts = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts)) + len(BOS)
@@ -35,7 +39,7 @@ def make_level(vocab: Vocab, difficulty: Difficulty, round: int, prompts: list[s
     for length in np.unique(lengths):
         idx = np.flatnonzero(lengths == length)
         buckets.append((vocab.encode([seqs[i] for i in idx]), starts[idx]))
-    return Level(difficulty, round, buckets)
+    return Level(difficulty, round, buckets, weight)
 
 
 @dataclass
@@ -57,7 +61,8 @@ class Corpus:
         step = 0
         while True:
             pool = newest if step % 2 == 0 or not earlier else earlier
-            level = pool[rng.integers(len(pool))]
+            weights = np.array([lv.weight for lv in pool])
+            level = pool[rng.choice(len(pool), p=weights / weights.sum())]
             sizes = np.array([len(t) for t, _ in level.buckets], dtype=np.float64)
             tokens, starts = level.buckets[rng.choice(len(sizes), p=sizes / sizes.sum())]
             rows = rng.integers(len(tokens), size=batch_size)

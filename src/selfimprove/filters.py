@@ -1,56 +1,77 @@
 """Filters keep or drop a candidate label and say why. They see prompts and the committee's
-outputs, never truth.
+outputs, never truth. Filters run in the configured order; the first drop wins.
 
-    verdicts = apply_filters(["length"], task, prompts, outputs, finished)
+    verdicts = apply_filters(["length"], task, prompts, outputs, finished, confidence)
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from selfimprove.tasks import Task
 
 
+@dataclass(frozen=True)
+class Candidate:
+    prompt: str
+    label: str  # the committee's most common answer
+    finished: bool  # the label ended with EOS
+    confidence: float  # smallest probability of a chosen token, mean over the members that gave the label
+    vote_share: float  # share of members that gave the label
+
+
 @dataclass
 class Verdicts:
-    labels: list[str]  # the voted label of every candidate (kept or not)
+    labels: list[str]
     vote_share: list[float]
     kept: list[bool]
     drop_reason: list[str | None]
 
 
-def vote(outputs: list[str], finished: list[bool]) -> tuple[str, bool, float]:
-    """The most common output of the committee, whether it ended with EOS, and its share of voters."""
+def vote(prompt: str, outputs: list[str], finished: list[bool], confidence: list[float]) -> Candidate:
     (label, done), count = Counter(zip(outputs, finished)).most_common(1)[0]
-    return label, done, count / len(outputs)
+    agree = [c for o, f, c in zip(outputs, finished, confidence) if (o, f) == (label, done)]
+    return Candidate(prompt, label, done, sum(agree) / len(agree), count / len(outputs))
 
 
-def _length(task: Task, prompt: str, label: str, done: bool) -> str | None:
-    if not done:
+def _length(task: Task, c: Candidate, min_confidence: float) -> str | None:
+    """The paper's length filter: drop answers without EOS or shorter than the prompt implies."""
+    if not c.finished:
         return "length: no EOS"
-    expected = task.answer_length(prompt)
-    if expected is not None and len(label) < expected:
+    expected = task.answer_length(c.prompt)
+    if expected is not None and len(c.label) < expected:
         return "length: too short"
     return None
 
 
-FILTERS = {"length": _length, "none": lambda task, prompt, label, done: None}
+def _confidence(task: Task, c: Candidate, min_confidence: float) -> str | None:
+    """Drop answers in which some token was chosen with probability below `loop.min_confidence`."""
+    return None if c.confidence >= min_confidence else "confidence: below threshold"
+
+
+FILTERS: dict[str, Callable[[Task, Candidate, float], str | None]] = {
+    "length": _length,
+    "confidence": _confidence,
+    "none": lambda task, c, min_confidence: None,
+}
 
 
 def apply_filters(names: list[str], task: Task, prompts: list[str], outputs: list[list[str]],
-                  finished: list[list[bool]]) -> Verdicts:
-    """outputs[i][k]: member k's answer to prompts[i]. Filters run in order; the first drop wins."""
+                  finished: list[list[bool]], confidence: list[list[float]], min_confidence: float = 0.0
+                  ) -> Verdicts:
+    """outputs[i][k]: member k's answer to prompts[i] (likewise finished and confidence)."""
     v = Verdicts([], [], [], [])
-    for prompt, outs, dones in zip(prompts, outputs, finished):
-        label, done, share = vote(outs, dones)
+    for prompt, outs, dones, confs in zip(prompts, outputs, finished, confidence):
+        c = vote(prompt, outs, dones, confs)
         reason = None
         for name in names:
-            reason = FILTERS[name](task, prompt, label, done)
+            reason = FILTERS[name](task, c, min_confidence)
             if reason is not None:
                 break
-        v.labels.append(label)
-        v.vote_share.append(share)
+        v.labels.append(c.label)
+        v.vote_share.append(c.vote_share)
         v.kept.append(reason is None)
         v.drop_reason.append(reason)
     return v

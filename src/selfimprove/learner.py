@@ -3,7 +3,7 @@ warmup-stable-decay schedule.  `train` continues the same optimizer state across
 
     learner = Learner.create(alphabet="0123456789+=", model=ModelConfig(), train=TrainConfig(), seed=0)
     learner.train(batches, steps=100, warmup=10, decay=20)
-    texts, finished = learner.generate(["12+34="], budgets=[3])
+    texts, finished, confidence = learner.generate(["12+34="], budgets=[3])
 """
 
 from __future__ import annotations
@@ -130,12 +130,15 @@ class Learner:
 
     # --- generation ---------------------------------------------------------------------------
 
-    def generate(self, prompts: list[str], budgets: list[int], batch_size: int = 1024) -> tuple[list[str], list[bool]]:
-        """Greedy answers, each cut at EOS or after budget characters; also whether EOS was produced.
+    def generate(self, prompts: list[str], budgets: list[int], batch_size: int = 1024
+                 ) -> tuple[list[str], list[bool], list[float]]:
+        """Greedy answers, each cut at EOS or after budget characters; whether EOS was produced; and
+        the answer's confidence (smallest probability of a chosen token).
         Prompts are grouped by length so that no batch carries padding; BOS is added here."""
         self.model.eval()
         texts: list[str] = [""] * len(prompts)
         finished: list[bool] = [False] * len(prompts)
+        confidence: list[float] = [0.0] * len(prompts)
         lengths = np.fromiter((len(p) for p in prompts), dtype=np.int64, count=len(prompts))
         order = np.argsort(lengths, kind="stable")
         for length in np.unique(lengths):
@@ -144,11 +147,11 @@ class Learner:
                 ids = torch.from_numpy(self.vocab.encode([BOS + prompts[i] for i in chunk])).to(self.device)
                 max_new = max(budgets[i] for i in chunk) + 1
                 with self._autocast():
-                    out = self.model.generate(ids, max_new, eos_id=0).cpu().numpy()
-                for i, text, done in zip(chunk, *self.vocab.decode(out)):
+                    out, conf = self.model.generate(ids, max_new, eos_id=0)
+                for i, text, done, c in zip(chunk, *self.vocab.decode(out.cpu().numpy()), conf.tolist()):
                     budget = budgets[i]
-                    texts[i], finished[i] = text[:budget], done and len(text) <= budget
-        return texts, finished
+                    texts[i], finished[i], confidence[i] = text[:budget], done and len(text) <= budget, c
+        return texts, finished, confidence
 
     # --- checkpoints --------------------------------------------------------------------------
 

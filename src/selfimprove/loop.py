@@ -61,16 +61,19 @@ def plan(task: Task, cfg: Config, trained: list[Difficulty]) -> list[Difficulty]
     return task.harder(max(trained), cfg.task.step)
 
 
-def label(learner: Learner, task: Task, prompts: list[str], cfg: Config, advance) -> tuple[list[str], list[bool]]:
+def label(learner: Learner, task: Task, prompts: list[str], cfg: Config, advance
+          ) -> tuple[list[str], list[bool], list[float]]:
+    """Greedy answers in chunks (for the progress bar): texts, EOS produced, confidence."""
     budgets = [task.max_answer_length(p) for p in prompts]
-    texts, finished = [], []
-    for i in range(0, len(prompts), cfg.loop.label_batch):
-        t, f = learner.generate(prompts[i : i + cfg.loop.label_batch], budgets[i : i + cfg.loop.label_batch],
-                                batch_size=cfg.loop.label_batch)
+    texts, finished, confidence = [], [], []
+    step = cfg.loop.label_batch
+    for i in range(0, len(prompts), step):
+        t, f, c = learner.generate(prompts[i : i + step], budgets[i : i + step], batch_size=step)
         texts += t
         finished += f
+        confidence += c
         advance(len(t))
-    return texts, finished
+    return texts, finished, confidence
 
 
 def audit_difficulties(trained: list[Difficulty], cfg: Config) -> list[Difficulty]:
@@ -86,7 +89,7 @@ def check(learner: Learner, task: Task, cfg: Config, r: int, trained: list[Diffi
     with ui.phase("audit", cfg.audit.problems * len(difficulties)) as advance:
         for d in difficulties:
             batch = task.sample(d, range(cfg.audit.problems), stream_seed(cfg.seed, "audit", r))
-            outputs, _ = label(learner, task, batch.prompts, cfg, advance)
+            outputs, _, _ = label(learner, task, batch.prompts, cfg, advance)
             correct = [o == t for o, t in zip(outputs, batch.truths)]
             accuracy[key(d)] = float(np.mean(correct))
             n = len(correct)
@@ -103,7 +106,8 @@ def check(learner: Learner, task: Task, cfg: Config, r: int, trained: list[Diffi
 
 CANDIDATE_SCHEMA = pa.schema([
     ("round", pa.int32()), ("difficulty", pa.list_(pa.int32())), ("prompt", pa.string()),
-    ("outputs", pa.list_(pa.string())), ("label", pa.string()), ("kept", pa.bool_()),
+    ("outputs", pa.list_(pa.string())), ("confidence", pa.list_(pa.float32())), ("label", pa.string()),
+    ("kept", pa.bool_()),
     ("drop_reason", pa.string()), ("vote_share", pa.float64()), ("truth", pa.string()),
     ("label_correct", pa.bool_()),
 ])
@@ -113,20 +117,29 @@ AUDIT_SCHEMA = pa.schema([
 ])
 
 
-def _rebuild_corpus(run: RunDir, learner: Learner, rounds: Iterable[int]) -> tuple[Corpus, list[Difficulty]]:
-    """The corpus and trained difficulties of committed rounds, read back from candidates.parquet."""
-    corpus, trained = Corpus(), []
-    for r in rounds:
-        table = run.candidates(r).filter(pa.compute.field("kept"))
-        data = table.select(["difficulty", "prompt", "label"]).to_pydict()
-        by_difficulty: dict[Difficulty, tuple[list[str], list[str]]] = {}
-        for d, p, lab in zip(data["difficulty"], data["prompt"], data["label"]):
+def add_round(corpus: Corpus, task: Task, learner: Learner, r: int, difficulties: list[list[int]],
+              prompts: list[str], labels: list[str | None]) -> None:
+    """Add the kept examples (label not None) of round r to the corpus, one level per difficulty."""
+    by_difficulty: dict[Difficulty, tuple[list[str], list[str]]] = {}
+    for d, p, lab in zip(difficulties, prompts, labels):
+        if lab is not None:
             ps, ls = by_difficulty.setdefault(tuple(d), ([], []))
             ps.append(p)
             ls.append(lab)
-        for d, (ps, ls) in by_difficulty.items():
-            corpus.add(make_level(learner.vocab, d, r, ps, ls))
-        trained += [tuple(d) for d in set(map(tuple, run.candidates(r).column("difficulty").to_pylist()))]
+    weights = {d: task.seed_weight(d) if r == 0 else 1.0 for d in by_difficulty}
+    scale = len(weights) / sum(weights.values()) if r == 0 else 1.0
+    for d, (ps, ls) in sorted(by_difficulty.items()):
+        corpus.add(make_level(learner.vocab, d, r, ps, ls, weights[d] * scale))
+
+
+def _rebuild_corpus(run: RunDir, task: Task, learner: Learner, rounds: Iterable[int]
+                    ) -> tuple[Corpus, list[Difficulty]]:
+    """The corpus and trained difficulties of committed rounds, read back from candidates.parquet."""
+    corpus, trained = Corpus(), []
+    for r in rounds:
+        data = run.candidates(r).select(["difficulty", "prompt", "label"]).to_pydict()
+        add_round(corpus, task, learner, r, data["difficulty"], data["prompt"], data["label"])
+        trained += sorted({tuple(d) for d in data["difficulty"]})
     return corpus, trained
 
 
@@ -139,7 +152,7 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, A
     task = get_task(cfg.task.name)
     learner = Learner.create(task.alphabet, cfg.model, cfg.train, cfg.seed, cfg.device)
     done = run.committed()
-    corpus, trained = _rebuild_corpus(run, learner, done)
+    corpus, trained = _rebuild_corpus(run, task, learner, done)
     if done:
         learner.load(run.verified_checkpoint(done[-1]) / "learner-0")
     history = run.metrics()
@@ -162,25 +175,25 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, A
         truths = [t_ for b in batches for t_ in b.truths]
         diffs = [list(b.difficulty) for b in batches for _ in b.prompts]
         if r == 0:
-            outputs, finished = [[] for _ in prompts], [[] for _ in prompts]
+            outputs, finished, confidence = [[] for _ in prompts], [[] for _ in prompts], [[] for _ in prompts]
         else:
             with ui.phase("label", len(prompts)) as advance:
-                texts, dones = label(learner, task, prompts, cfg, advance)
-            outputs, finished = [[x] for x in texts], [[x] for x in dones]
+                texts, dones, confs = label(learner, task, prompts, cfg, advance)
+            outputs, finished, confidence = [[x] for x in texts], [[x] for x in dones], [[x] for x in confs]
         seconds["act"], t = time.perf_counter() - t, time.perf_counter()
 
         # verify: filters see prompts and outputs, never truth
         if r == 0:
             labels, kept, reasons, shares = truths, [True] * len(prompts), [None] * len(prompts), [None] * len(prompts)
         else:
-            v = apply_filters(cfg.loop.filters, task, prompts, outputs, finished)
+            v = apply_filters(cfg.loop.filters, task, prompts, outputs, finished, confidence,
+                              cfg.loop.min_confidence)
             labels, kept, reasons, shares = v.labels, v.kept, v.drop_reason, v.vote_share
         seconds["verify"], t = time.perf_counter() - t, time.perf_counter()
 
         # learn
-        for d in difficulties:
-            rows = [i for i, (dd, k) in enumerate(zip(diffs, kept)) if k and tuple(dd) == d]
-            corpus.add(make_level(learner.vocab, d, r, [prompts[i] for i in rows], [labels[i] for i in rows]))
+        kept_labels = [lab if k else None for lab, k in zip(labels, kept)]
+        add_round(corpus, task, learner, r, diffs, prompts, kept_labels)
         trained += difficulties
         steps = cfg.train.steps if r == 0 else cfg.train.round_steps
         warmup = int(cfg.train.warmup * steps) if r == 0 else 0
@@ -214,7 +227,8 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, A
         }
         candidates = pa.table({
             "round": [r] * len(prompts), "difficulty": diffs, "prompt": prompts, "outputs": outputs,
-            "label": [lab if k else None for lab, k in zip(labels, kept)], "kept": kept,
+            "confidence": confidence,
+            "label": kept_labels, "kept": kept,
             "drop_reason": reasons, "vote_share": shares, "truth": truths, "label_correct": correct,
         }, schema=CANDIDATE_SCHEMA)
         run.commit_round(r, {"candidates": candidates, "audit": audit_table},

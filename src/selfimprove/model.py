@@ -4,7 +4,7 @@ decoding with a KV cache that stops each sequence at EOS.
 
     from selfimprove.model import GPT, GPTConfig
     model = GPT(GPTConfig(vocab_size=16, n_layer=2, n_head=2, d_model=64))
-    out = model.generate(torch.zeros(3, 5, dtype=torch.long), max_new_tokens=4, eos_id=1)
+    tokens, confidence = model.generate(torch.zeros(3, 5, dtype=torch.long), max_new_tokens=4, eos_id=1)
 """
 
 from __future__ import annotations
@@ -75,16 +75,19 @@ class GPT(nn.Module):
         return self.head(self.norm(x))
 
     @torch.inference_mode()
-    def generate(self, prompts: torch.Tensor, max_new_tokens: int, eos_id: int) -> torch.Tensor:
-        """Greedy continuation of equal-length prompts [B, P] -> [B, max_new_tokens] tokens.
+    def generate(self, prompts: torch.Tensor, max_new_tokens: int, eos_id: int
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Greedy continuation of equal-length prompts [B, P] -> [B, max_new_tokens] tokens, and the
+        confidence of each row: the smallest probability of a token it chose (EOS included).
 
         Each row stops at its first EOS (the EOS is kept, later positions are filled with EOS).
         Finished rows are dropped from the batch so they cost nothing further."""
         B, P = prompts.shape
         cfg = self.cfg
         out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long, device=prompts.device)
+        confidence = torch.ones(B, device=prompts.device)
         if B == 0 or max_new_tokens == 0:
-            return out
+            return out, confidence
         shape = (B, cfg.n_head, P + max_new_tokens, cfg.d_model // cfg.n_head)
         device = prompts.device
         autocast = torch.is_autocast_enabled(device.type)
@@ -98,9 +101,10 @@ class GPT(nn.Module):
             for block, cache in zip(self.blocks, caches):
                 x = block(x, cache, pos)
             pos += x.shape[1]
-            token = self.head(self.norm(x[:, -1])).argmax(dim=-1)
+            best, token = self.head(self.norm(x[:, -1])).float().softmax(dim=-1).max(dim=-1)
             token = token.masked_fill(finished, eos_id)
             out[rows, t] = token
+            confidence[rows] = torch.minimum(confidence[rows], best.masked_fill(finished, 1.0))
             finished = finished | (token == eos_id)
             n_alive = int((~finished).sum())
             if n_alive == 0:
@@ -111,4 +115,4 @@ class GPT(nn.Module):
                 rows, token, finished = rows[keep], token[keep], finished[keep]
                 caches = [(k[keep], v[keep]) for k, v in caches]
             x = self.embed(token[:, None])
-        return out
+        return out, confidence

@@ -65,6 +65,10 @@ class Task:
         """Seed data (with truth) at a base difficulty; the same as `sample` unless a task varies it."""
         return self.sample(difficulty, index, seed)
 
+    def seed_weight(self, difficulty: Difficulty) -> float:
+        """Relative share of training steps that seed data at this difficulty gets (default: even)."""
+        return 1.0
+
     def base_difficulties(self, base: int) -> list[Difficulty]:
         """Every difficulty up to `base` on each axis (the seed data's range)."""
         grids = np.meshgrid(*[np.arange(1, base + 1)] * len(self.axes), indexing="ij")

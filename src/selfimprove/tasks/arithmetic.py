@@ -83,6 +83,11 @@ class ReverseAdd(Task):
         prompts = rows_to_str(np.concatenate([a + _ZERO, plus, b + _ZERO, eq], axis=1))
         return prompts, rows_to_str(add_digits(pad(a), pad(b)) + _ZERO)
 
+    def seed_weight(self, difficulty):
+        # Operand lengths drawn independently from 1..base, as in the paper: 2n - 1 of the length
+        # pairs have n digits in the longer operand.
+        return 2.0 * difficulty[0] - 1
+
     def answer_length(self, prompt):
         a, b = prompt.removesuffix("=").split("+")
         return max(len(a), len(b)) + 1
