@@ -199,3 +199,10 @@ def test_resume_after_kill_9_matches_an_uninterrupted_run(tiny_overrides, tmp_pa
         assert RunDir.open(root).committed() == [0, 1, 2]
         assert not list(root.rglob("*.tmp"))
         assert without_seconds(RunDir.open(root).metrics()) == without_seconds(reference)
+
+
+def test_loop_stops_at_the_target_difficulty(tiny_overrides):
+    cfg, run = start([*tiny_overrides, "loop.rounds=5", "loop.target=4"])
+    history = run_loop(cfg, run)
+    assert [m["difficulties"] for m in history] == [[[1], [2], [3]], [[4]]]
+    assert run.manifest()["status"] == "finished"
