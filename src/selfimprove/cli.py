@@ -48,7 +48,7 @@ class RichUI:
             self.progress.remove_task(task)
 
     def line(self, text: str) -> None:
-        self.progress.console.print(text, markup=False)
+        self.progress.console.print(text, markup=False, soft_wrap=True)
         self.progress.advance(self.rounds)
 
 
@@ -142,7 +142,7 @@ def status(run_path: Annotated[Path | None, typer.Argument(
     if metrics:
         from selfimprove.loop import round_line
 
-        console.print(round_line(metrics[-1]), markup=False)
+        console.print(round_line(metrics[-1]), markup=False, soft_wrap=True)
 
 
 @app.command()
