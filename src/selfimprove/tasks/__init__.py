@@ -5,8 +5,8 @@
     batch = task.sample((7,), range(3), seed=0)
     print(batch.prompts[0], batch.truths[0])
 
-A task is one module that defines a `Task` subclass and ends with `register(MyTask())`.
-Copy `template.py` and `tests/test_task_template.py` to add one.
+A task is one module that defines a `Task` subclass (see `_base.py` for what it provides) and
+ends with `register(MyTask())`; `strings.py` is the smallest example, `tests/test_tasks.py` its tests.
 """
 
 from __future__ import annotations
