@@ -37,15 +37,19 @@ class Block(nn.Module):
         self.gate_up = nn.Linear(cfg.d_model, 2 * cfg.d_ff, bias=False)
         self.down = nn.Linear(cfg.d_ff, cfg.d_model, bias=False)
 
-    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None, pos: int = 0):
+    def forward(self, x: torch.Tensor, cache: tuple[torch.Tensor, torch.Tensor] | None = None, pos: int = 0,
+                last_only: bool = False):
         """x: [B, T, C]. With a cache ([B, H, T_max, D] keys and values), the new keys and values are
-        written at pos..pos+T and attention covers everything up to pos+T."""
+        written at pos..pos+T and attention covers everything up to pos+T. `last_only` returns the
+        last position only (the last block of a prefill: nothing reads the other positions)."""
         B, T, C = x.shape
         q, k, v = self.qkv(self.attn_norm(x)).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
         if cache is not None:
             cache[0][:, :, pos : pos + T] = k
             cache[1][:, :, pos : pos + T] = v
             k, v = cache[0][:, :, : pos + T], cache[1][:, :, : pos + T]
+        if last_only:
+            x, q, T = x[:, -1:], q[:, :, -1:], 1
         # Causal masking is only needed when queries see keys after them: never for one new token.
         y = F.scaled_dot_product_attention(q, k, v, is_causal=T > 1)
         x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))
@@ -98,9 +102,10 @@ class GPT(nn.Module):
         finished = torch.zeros(B, dtype=torch.bool, device=device)
         x, pos = self.embed(prompts), 0
         for t in range(max_new_tokens):
-            for block, cache in zip(self.blocks, caches):
-                x = block(x, cache, pos)
-            pos += x.shape[1]
+            n_new = x.shape[1]
+            for i, (block, cache) in enumerate(zip(self.blocks, caches)):
+                x = block(x, cache, pos, last_only=i == len(self.blocks) - 1)
+            pos += n_new
             best, token = self.head(self.norm(x[:, -1])).float().softmax(dim=-1).max(dim=-1)
             token = token.masked_fill(finished, eos_id)
             out[rows, t] = token
