@@ -58,7 +58,7 @@ def key(d: Difficulty) -> str:
 
 def plan(task: Task, cfg: Config, trained: list[Difficulty]) -> list[Difficulty]:
     """Fixed step: one step harder than the hardest difficulty trained so far. Label-free."""
-    return task.harder(max(trained), cfg.task.step)
+    return task.next_difficulties(trained, cfg.task.step)
 
 
 def label(learner: Learner, task: Task, prompts: list[str], cfg: Config, advance
@@ -76,14 +76,9 @@ def label(learner: Learner, task: Task, prompts: list[str], cfg: Config, advance
     return texts, finished, confidence
 
 
-def audit_difficulties(trained: list[Difficulty], cfg: Config) -> list[Difficulty]:
-    (h,) = max(trained)
-    return [(d,) for d in range(max(1, h - cfg.audit.below), h + cfg.audit.above + 1)]
-
-
 def check(learner: Learner, task: Task, cfg: Config, r: int, trained: list[Difficulty], ui: UI):
     """Accuracy on fresh held-out problems per difficulty. Truth is read here for metrics only."""
-    difficulties = audit_difficulties(trained, cfg)
+    difficulties = task.audit_difficulties(trained, cfg.audit.below, cfg.audit.above)
     rows: dict[str, list] = {"round": [], "difficulty": [], "prompt": [], "output": [], "truth": [], "correct": []}
     accuracy = {}
     with ui.phase("audit", cfg.audit.problems * len(difficulties)) as advance:

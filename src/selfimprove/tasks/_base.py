@@ -78,6 +78,24 @@ class Task:
         """The difficulties one step harder than `difficulty`."""
         return [tuple(d + step for d in difficulty)]
 
+    def next_difficulties(self, trained: list[Difficulty], step: int = 1) -> list[Difficulty]:
+        """The fixed-step planner's choice for the next round, from the difficulties trained so far
+        (a task with a schedule, such as multiplication's (k,6),(6,k)..., overrides this)."""
+        return self.harder(max(trained), step)
+
+    def audit_difficulties(self, trained: list[Difficulty], below: int, above: int) -> list[Difficulty]:
+        """Held-out difficulties to audit: on every axis, from `below` under to `above` over the
+        hardest value trained on that axis (the grid of them for several axes)."""
+        top = [max(d[i] for d in trained) for i in range(len(self.axes))]
+        ranges = [np.arange(max(1, h - below), h + above + 1) for h in top]
+        grids = np.meshgrid(*ranges, indexing="ij")
+        return sorted(tuple(int(g) for g in point) for point in zip(*(g.ravel() for g in grids)))
+
+    def verify(self, prompt: str, answer: str) -> bool | None:
+        """A truth-free check of an answer (the `verify` filter): True if it passes, False if not,
+        None when the task has no verifier. It may read the prompt and the answer, never the truth."""
+        return None
+
     def answer_length(self, prompt: str) -> int | None:
         """Length of a correct answer, computed from the prompt alone (for the `length` filter);
         None when the task cannot tell."""
