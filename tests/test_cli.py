@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from selfimprove.cli import app
+from selfimprove.rundir import RunDir
 
 runner = CliRunner()
 
@@ -113,3 +114,28 @@ def test_status_lists_runs_in_the_working_directory(finished_run, monkeypatch):
     result = runner.invoke(app, ["status"])
     assert result.exit_code == 0 and "tiny" in result.output and "finished" in result.output
     assert Path("runs").is_dir()
+
+
+def test_status_shows_the_round_and_phase_in_flight(finished_run):
+    run = RunDir.open(finished_run)
+    run.set_status("running")
+    run.set_progress(3, "learn")  # as the loop writes it, from this (live) process
+    result = runner.invoke(app, ["status", str(finished_run)])
+    assert "in flight: round 3, phase learn" in result.output, result.output
+    progress = json.loads((finished_run / "progress.json").read_text())
+    progress["pid"] = 2**22 + 12345  # a process that does not exist
+    (finished_run / "progress.json").write_text(json.dumps(progress))
+    result = runner.invoke(app, ["status", str(finished_run)])
+    assert "stopped in round 3, phase learn" in result.output and "selfimprove resume" in result.output
+
+
+def test_a_failing_committee_member_exits_non_zero_with_its_seed(tiny_overrides, monkeypatch):
+    from selfimprove.committee import Member
+
+    def broken(self, *args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(Member, "generate", broken)
+    result = runner.invoke(app, ["run", *sets(tiny_overrides), "--set", "committee.size=2"])
+    assert result.exit_code == 2 and "seed 0" in result.output and "disk full" in result.output
+    assert RunDir.open(Path(tiny_overrides[0].split("=", 1)[1]) / "tiny").manifest()["status"] == "failed"

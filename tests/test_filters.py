@@ -29,3 +29,32 @@ def test_none_keeps_everything_and_filters_compose_in_order():
 def test_vote_takes_the_most_common_output_and_its_share():
     v = apply_filters(["none"], task, ["12+34="], [["460", "461", "460"]], [[True] * 3], [[0.9, 0.8, 0.7]])
     assert v.labels == ["460"] and abs(v.vote_share[0] - 2 / 3) < 1e-12
+
+
+def test_majority_keeps_labels_with_enough_agreement_paper_and_strict():
+    outputs = [["460"] * 4 + ["461"], ["460"] * 3 + ["461"] * 2, ["460"] * 5]
+    finished, conf = [[True] * 5] * 3, [[0.9] * 5] * 3
+    paper = apply_filters(["majority"], task, PROMPTS[:3], outputs, finished, conf, agree=0.8)
+    assert paper.kept == [True, False, True] and paper.drop_reason[1] == "majority: too few agree"
+    assert paper.vote_share == [0.8, 0.6, 1.0]
+    strict = apply_filters(["majority"], task, PROMPTS[:3], outputs, finished, conf, agree=1.0)
+    assert strict.kept == [False, False, True]
+
+
+def test_an_answer_without_eos_is_a_different_vote():
+    v = apply_filters(["majority", "length"], task, ["12+34="], [["460", "460", "460"]], [[True, False, False]],
+                      [[0.9] * 3], agree=0.6)
+    assert v.vote_share == [2 / 3] and v.drop_reason == ["length: no EOS"]
+
+
+class PathTask(type(task)):
+    """A stand-in task whose verifier accepts answers that start with the prompt's first digit."""
+
+    def verify(self, prompt, answer):
+        return answer[:1] == prompt[:1]
+
+
+def test_verify_filter_uses_the_tasks_verifier_and_needs_eos():
+    v = apply_filters(["verify"], PathTask(), PROMPTS[:3], [["1x"], ["2x"], ["1x"]], [[True], [True], [False]],
+                      [[1.0]] * 3)
+    assert v.kept == [True, False, False] and v.drop_reason[1:] == ["verify: failed"] * 2

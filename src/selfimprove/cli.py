@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
@@ -53,6 +54,7 @@ class RichUI:
 
 
 def _execute(cfg, run: RunDir) -> None:
+    from selfimprove.committee import MemberError
     from selfimprove.loop import run_loop
 
     done = len(run.committed())
@@ -67,6 +69,9 @@ def _execute(cfg, run: RunDir) -> None:
         raise typer.Exit(130) from None
     except RunError as e:
         fail(str(e))
+    except MemberError as e:
+        run.set_status("failed")
+        fail(f"{e}\nCommitted rounds are kept; fix the cause and continue with `selfimprove resume {run.root}`.")
     last = history[-1] if history else {}
     console.print(f"run: {run.root}")
     console.print(f"rounds: {len(history)}")
@@ -139,6 +144,14 @@ def status(run_path: Annotated[Path | None, typer.Argument(
     m = run_dir.manifest()
     metrics = run_dir.metrics()
     console.print(f"run: {run_path}\nstatus: {m['status']}\ncommitted rounds: {len(metrics)}")
+    progress = run_dir.progress()
+    if m["status"] == "running" and progress and progress["round"] >= len(metrics):
+        since = time.time() - progress["since"]
+        if progress["alive"]:
+            console.print(f"in flight: round {progress['round']}, phase {progress['phase']} (for {since:.0f} s)")
+        else:
+            console.print(f"stopped in round {progress['round']}, phase {progress['phase']} (its process is "
+                          f"gone); continue with `selfimprove resume {run_path}`")
     if metrics:
         from selfimprove.loop import round_line
 

@@ -71,15 +71,41 @@ class LoopConfig(_Strict):
     rounds: int = Field(8, ge=0, le=10_000, description="self-improvement rounds after round 0")
     target: int | None = Field(None, ge=1, description="stop once a round has trained on this difficulty")
     seed_problems: int = Field(20_000, ge=1, description="seed examples (with truth) per base difficulty")
-    problems: int = Field(10_000, ge=1, description="new self-labelled problems per round")
-    filters: list[Literal["length", "confidence", "none"]] = Field(
-        ["length"], description="truth-free filters applied in order: length, confidence, none")
+    problems: int = Field(10_000, ge=1, description="new self-labelled problems per difficulty per round")
+    filters: list[Literal["majority", "length", "verify", "confidence", "none"]] = Field(
+        ["majority", "length"], description="truth-free filters applied in order: majority (committee "
+        "vote, see committee.agree), length, verify (the task's verifier), confidence, none")
     min_confidence: float = Field(0.0, ge=0, le=1, description="the confidence filter keeps labels whose "
                                   "least likely token had at least this probability")
     data: Literal["accumulate", "replace"] = Field(
         "accumulate", description="accumulate: half of training from the newest round, half from all "
         "earlier difficulties (the paper); replace: newest round only (collapse studies)")
     label_batch: int = Field(1024, ge=1, description="prompts per generation batch")
+    planner: Literal["fixed", "accelerated"] = Field(
+        "fixed", description="fixed: one step per round; accelerated: also take every following step on "
+        "which the committee is self-consistent (share of probe problems kept unanimously) >= tau")
+    tau: float = Field(0.99, gt=0, le=1, description="self-consistency the accelerated planner asks for")
+    probe_problems: int = Field(500, ge=1, description="problems per difficulty the accelerated planner probes")
+    max_jump: int = Field(8, ge=1, description="most steps the accelerated planner takes in one round")
+
+
+class CommitteeConfig(_Strict):
+    size: int = Field(1, ge=1, le=64, description="K learners, seeds seed, seed+1000, ...; they vote")
+    agree: float = Field(0.8, gt=0, le=1, description="the majority filter keeps a label that at least this "
+                         "share of members gave (0.8: 4 of 5, the paper; 1.0: unanimous, its strict mode)")
+    problems: Literal["shared", "per_member"] = Field(
+        "shared", description="shared: all members label the same problems; per_member: each member "
+        "draws its own loop.problems and all members vote on all of them")
+    workers: int = Field(1, ge=1, le=64, description="worker processes for the members; 1 runs them one "
+                         "after another in this process (best on a small CPU)")
+
+
+class NoiseConfig(_Strict):
+    round: int | None = Field(None, ge=1, description="corrupt labels of this round (none by default)")
+    share: float = Field(0.1, ge=0, le=1, description="share of that round's kept labels to corrupt")
+    kind: Literal["random", "drop", "perturb"] = Field(
+        "random", description="random: every digit replaced at random; drop: one digit deleted; "
+        "perturb: one digit changed")
 
 
 class AuditConfig(_Strict):
@@ -98,7 +124,20 @@ class Config(_Strict):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     loop: LoopConfig = LoopConfig()
+    committee: CommitteeConfig = CommitteeConfig()
+    noise: NoiseConfig = NoiseConfig()
     audit: AuditConfig = AuditConfig()
+    tracking: Literal["none", "tensorboard"] = Field(
+        "none", description="also write per-round metrics as TensorBoard event files under <run>/tracking")
+
+    @model_validator(mode="after")
+    def _task_can_verify(self):
+        from selfimprove.tasks import Task, get_task
+
+        if "verify" in self.loop.filters and type(get_task(self.task.name)).verify is Task.verify:
+            raise ValueError(f"loop.filters has 'verify' but task {self.task.name!r} has no verifier; "
+                             f"remove it (tasks with a verifier: the maze tasks)")
+        return self
 
 
 # --- loading --------------------------------------------------------------------------------------

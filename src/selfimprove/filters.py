@@ -1,7 +1,10 @@
 """Filters keep or drop a candidate label and say why. They see prompts and the committee's
 outputs, never truth. Filters run in the configured order; the first drop wins.
 
-    verdicts = apply_filters(["length"], task, prompts, outputs, finished, confidence)
+    verdicts = apply_filters(["majority", "length"], task, prompts, outputs, finished, confidence, agree=0.8)
+
+The candidate label is the committee's most common answer (exact match, EOS included); `majority`
+keeps it when at least `agree` of the members gave it.
 """
 
 from __future__ import annotations
@@ -36,7 +39,17 @@ def vote(prompt: str, outputs: list[str], finished: list[bool], confidence: list
     return Candidate(prompt, label, done, sum(agree) / len(agree), count / len(outputs))
 
 
-def _length(task: Task, c: Candidate, min_confidence: float) -> str | None:
+@dataclass(frozen=True)
+class Thresholds:
+    agree: float = 0.8  # majority: least share of members that gave the label
+    min_confidence: float = 0.0  # confidence: least probability of the label's least likely token
+
+
+def _majority(task: Task, c: Candidate, t: Thresholds) -> str | None:
+    return None if c.vote_share >= t.agree - 1e-9 else "majority: too few agree"
+
+
+def _length(task: Task, c: Candidate, t: Thresholds) -> str | None:
     """The paper's length filter: drop answers without EOS or shorter than the prompt implies."""
     if not c.finished:
         return "length: no EOS"
@@ -46,28 +59,36 @@ def _length(task: Task, c: Candidate, min_confidence: float) -> str | None:
     return None
 
 
-def _confidence(task: Task, c: Candidate, min_confidence: float) -> str | None:
+def _verify(task: Task, c: Candidate, t: Thresholds) -> str | None:
+    """The task's truth-free verifier (a maze path must be valid and join the asked endpoints)."""
+    return None if c.finished and task.verify(c.prompt, c.label) else "verify: failed"
+
+
+def _confidence(task: Task, c: Candidate, t: Thresholds) -> str | None:
     """Drop answers in which some token was chosen with probability below `loop.min_confidence`."""
-    return None if c.confidence >= min_confidence else "confidence: below threshold"
+    return None if c.confidence >= t.min_confidence else "confidence: below threshold"
 
 
-FILTERS: dict[str, Callable[[Task, Candidate, float], str | None]] = {
+FILTERS: dict[str, Callable[[Task, Candidate, Thresholds], str | None]] = {
+    "majority": _majority,
     "length": _length,
+    "verify": _verify,
     "confidence": _confidence,
-    "none": lambda task, c, min_confidence: None,
+    "none": lambda task, c, t: None,
 }
 
 
 def apply_filters(names: list[str], task: Task, prompts: list[str], outputs: list[list[str]],
-                  finished: list[list[bool]], confidence: list[list[float]], min_confidence: float = 0.0
-                  ) -> Verdicts:
+                  finished: list[list[bool]], confidence: list[list[float]], agree: float = 0.8,
+                  min_confidence: float = 0.0) -> Verdicts:
     """outputs[i][k]: member k's answer to prompts[i] (likewise finished and confidence)."""
+    thresholds = Thresholds(agree, min_confidence)
     v = Verdicts([], [], [], [])
     for prompt, outs, dones, confs in zip(prompts, outputs, finished, confidence):
         c = vote(prompt, outs, dones, confs)
         reason = None
         for name in names:
-            reason = FILTERS[name](task, c, min_confidence)
+            reason = FILTERS[name](task, c, thresholds)
             if reason is not None:
                 break
         v.labels.append(c.label)

@@ -5,9 +5,10 @@
     cfg = load_config("quick", ["loop.rounds=2"])
     run_loop(cfg, RunDir.create(Path("runs/demo"), dump_toml(cfg), cfg.seed))
 
-Round 0 trains on seed data (truth) at the base difficulties. Every later round samples problems one
-step harder, labels them with the model, filters the labels without truth, trains on the mixture of
-new and earlier data, and audits fresh held-out problems against truth (metrics only).
+Round 0 trains the committee on seed data (truth) at the base difficulties. Every later round samples
+problems one step harder (or several, with the accelerated planner), has every member label them,
+filters the labels without truth (vote, length, verifier), trains on the mixture of new and earlier
+data, and audits fresh held-out problems against truth (metrics only).
 """
 
 from __future__ import annotations
@@ -15,17 +16,16 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import Counter
-from collections.abc import Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 
+from selfimprove.committee import Committee, progress_total
 from selfimprove.config import Config
-from selfimprove.corpus import Corpus, make_level
-from selfimprove.filters import apply_filters
-from selfimprove.learner import Learner
+from selfimprove.filters import Verdicts, apply_filters, vote
+from selfimprove.noise import corrupt
 from selfimprove.rundir import RunDir
 from selfimprove.tasks import Difficulty, Task, get_task
 
@@ -56,86 +56,110 @@ def key(d: Difficulty) -> str:
 # --- the phases ------------------------------------------------------------------------------------
 
 
-def plan(task: Task, cfg: Config, trained: list[Difficulty]) -> list[Difficulty]:
-    """Fixed step: one step harder than the hardest difficulty trained so far. Label-free."""
-    return task.next_difficulties(trained, cfg.task.step)
+def verify(cfg: Config, task: Task, prompts: list[str], outputs, finished, confidence) -> Verdicts:
+    return apply_filters(cfg.loop.filters, task, prompts, outputs, finished, confidence,
+                         cfg.committee.agree, cfg.loop.min_confidence)
 
 
-def label(learner: Learner, task: Task, prompts: list[str], cfg: Config, advance
-          ) -> tuple[list[str], list[bool], list[float]]:
-    """Greedy answers in chunks (for the progress bar): texts, EOS produced, confidence."""
-    budgets = [task.max_answer_length(p) for p in prompts]
-    texts, finished, confidence = [], [], []
-    step = cfg.loop.label_batch
-    for i in range(0, len(prompts), step):
-        t, f, c = learner.generate(prompts[i : i + step], budgets[i : i + step], batch_size=step)
-        texts += t
-        finished += f
-        confidence += c
-        advance(len(t))
-    return texts, finished, confidence
+def self_consistency(committee: Committee, task: Task, cfg: Config, difficulties: list[Difficulty], r: int
+                     ) -> float:
+    """Share of fresh probe problems that every member answers alike and the filters keep (the least
+    over `difficulties`). Label-free: no truth is read."""
+    shares = []
+    for d in difficulties:
+        prompts = task.sample(d, range(cfg.loop.probe_problems), stream_seed(cfg.seed, "probe", r)).prompts
+        v = verify(cfg, task, prompts, *committee.generate(prompts))
+        shares.append(float(np.mean([k and s == 1.0 for k, s in zip(v.kept, v.vote_share)])))
+    return min(shares)
 
 
-def check(learner: Learner, task: Task, cfg: Config, r: int, trained: list[Difficulty], ui: UI):
-    """Accuracy on fresh held-out problems per difficulty. Truth is read here for metrics only."""
-    difficulties = task.audit_difficulties(trained, cfg.audit.below, cfg.audit.above)
-    rows: dict[str, list] = {"round": [], "difficulty": [], "prompt": [], "output": [], "truth": [], "correct": []}
-    accuracy = {}
-    with ui.phase("audit", cfg.audit.problems * len(difficulties)) as advance:
+def plan(task: Task, cfg: Config, committee: Committee, trained: list[Difficulty], r: int
+         ) -> tuple[list[Difficulty], dict[str, float]]:
+    """The next round's difficulties: one step harder than what was trained; the accelerated planner
+    also takes each further step on which the committee is already self-consistent >= tau."""
+    chosen = task.next_difficulties(trained, cfg.task.step)
+    probes: dict[str, float] = {}
+    if cfg.loop.planner == "accelerated":
+        for _ in range(cfg.loop.max_jump - 1):
+            following = task.next_difficulties(trained + chosen, cfg.task.step)
+            consistency = self_consistency(committee, task, cfg, following, r)
+            probes[" ".join(map(key, following))] = round(consistency, 4)
+            if consistency < cfg.loop.tau:
+                break
+            chosen += following
+    return chosen, probes
+
+
+def draw(task: Task, cfg: Config, r: int, difficulties: list[Difficulty]):
+    """The round's problems (prompts, hidden truths, difficulties, proposing member or None)."""
+    if r == 0:
+        streams = [(None, task.sample_seed, cfg.loop.seed_problems, stream_seed(cfg.seed, "train", r))]
+    elif cfg.committee.problems == "per_member":
+        streams = [(k, task.sample, cfg.loop.problems, stream_seed(cfg.seed, "train", r, k))
+                   for k in range(cfg.committee.size)]
+    else:
+        streams = [(None, task.sample, cfg.loop.problems, stream_seed(cfg.seed, "train", r))]
+    prompts, truths, diffs, proposer = [], [], [], []
+    for k, sample, n, seed in streams:
         for d in difficulties:
-            batch = task.sample(d, range(cfg.audit.problems), stream_seed(cfg.seed, "audit", r))
-            outputs, _, _ = label(learner, task, batch.prompts, cfg, advance)
-            correct = [o == t for o, t in zip(outputs, batch.truths)]
-            accuracy[key(d)] = float(np.mean(correct))
-            n = len(correct)
-            rows["round"] += [r] * n
-            rows["difficulty"] += [list(d)] * n
-            rows["prompt"] += batch.prompts
-            rows["output"] += outputs
-            rows["truth"] += list(batch.truths)
-            rows["correct"] += correct
-    solved = [d for d in difficulties if accuracy[key(d)] >= 0.99]
-    frontier = max(solved)[0] if solved else None
-    return accuracy, frontier, pa.table(rows, schema=AUDIT_SCHEMA)
+            b = sample(d, range(n), seed)
+            prompts += b.prompts
+            truths += b.truths
+            diffs += [list(d)] * len(b.prompts)
+            proposer += [k] * len(b.prompts)
+    return prompts, truths, diffs, proposer
+
+
+def frontier(task: Task, accuracy: dict[Difficulty, float]):
+    """The hardest audited difficulty solved (accuracy >= 0.99); for several axes, the solved
+    difficulties that no other solved difficulty dominates."""
+    solved = [d for d, a in accuracy.items() if a >= 0.99]
+    if len(task.axes) == 1:
+        return max(solved)[0] if solved else None
+    return sorted(list(d) for d in solved
+                  if not any(e != d and all(x >= y for x, y in zip(e, d)) for e in solved))
+
+
+def check(committee: Committee, task: Task, cfg: Config, r: int, trained: list[Difficulty], ui: UI):
+    """Accuracy of the committee's majority answer (and of each member) on fresh held-out problems per
+    difficulty. Truth is read here for metrics only."""
+    difficulties = task.audit_difficulties(trained, cfg.audit.below, cfg.audit.above)
+    batches = [task.sample(d, range(cfg.audit.problems), stream_seed(cfg.seed, "audit", r)) for d in difficulties]
+    prompts = [p for b in batches for p in b.prompts]
+    truths = [t for b in batches for t in b.truths]
+    diffs = [b.difficulty for b in batches for _ in b.prompts]
+    with ui.phase("audit", len(prompts) * committee.size) as advance:
+        outputs, finished, confidence = committee.generate(prompts, advance)
+    answers = [vote(p, o, f, c).label for p, o, f, c in zip(prompts, outputs, finished, confidence)]
+    correct = np.array([a == t for a, t in zip(answers, truths)])
+    member_correct = np.array([[o == t for o in outs] for outs, t in zip(outputs, truths)])
+    at = {d: np.array([x == d for x in diffs]) for d in difficulties}
+    accuracy = {d: float(correct[m].mean()) for d, m in at.items()}
+    members = [{key(d): float(member_correct[m, k].mean()) for d, m in at.items()} for k in range(committee.size)]
+    table = pa.table({"round": [r] * len(prompts), "difficulty": [list(d) for d in diffs], "prompt": prompts,
+                      "outputs": outputs, "output": answers, "truth": truths, "correct": correct.tolist()},
+                     schema=AUDIT_SCHEMA)
+    return {key(d): a for d, a in accuracy.items()}, members, frontier(task, accuracy), table
 
 
 CANDIDATE_SCHEMA = pa.schema([
     ("round", pa.int32()), ("difficulty", pa.list_(pa.int32())), ("prompt", pa.string()),
-    ("outputs", pa.list_(pa.string())), ("confidence", pa.list_(pa.float32())), ("label", pa.string()),
-    ("kept", pa.bool_()),
-    ("drop_reason", pa.string()), ("vote_share", pa.float64()), ("truth", pa.string()),
-    ("label_correct", pa.bool_()),
+    ("proposer", pa.int32()), ("outputs", pa.list_(pa.string())), ("confidence", pa.list_(pa.float32())),
+    ("label", pa.string()), ("kept", pa.bool_()), ("drop_reason", pa.string()), ("vote_share", pa.float64()),
+    ("corrupted", pa.bool_()), ("truth", pa.string()), ("label_correct", pa.bool_()),
 ])
 AUDIT_SCHEMA = pa.schema([
     ("round", pa.int32()), ("difficulty", pa.list_(pa.int32())), ("prompt", pa.string()),
-    ("output", pa.string()), ("truth", pa.string()), ("correct", pa.bool_()),
+    ("outputs", pa.list_(pa.string())), ("output", pa.string()), ("truth", pa.string()), ("correct", pa.bool_()),
 ])
 
 
-def add_round(corpus: Corpus, task: Task, learner: Learner, r: int, difficulties: list[list[int]],
-              prompts: list[str], labels: list[str | None]) -> None:
-    """Add the kept examples (label not None) of round r to the corpus, one level per difficulty."""
-    by_difficulty: dict[Difficulty, tuple[list[str], list[str]]] = {}
-    for d, p, lab in zip(difficulties, prompts, labels):
-        if lab is not None:
-            ps, ls = by_difficulty.setdefault(tuple(d), ([], []))
-            ps.append(p)
-            ls.append(lab)
-    weights = {d: task.seed_weight(d) if r == 0 else 1.0 for d in by_difficulty}
-    scale = len(weights) / sum(weights.values()) if r == 0 else 1.0
-    for d, (ps, ls) in sorted(by_difficulty.items()):
-        corpus.add(make_level(learner.vocab, d, r, ps, ls, weights[d] * scale))
-
-
-def _rebuild_corpus(run: RunDir, task: Task, learner: Learner, rounds: Iterable[int]
-                    ) -> tuple[Corpus, list[Difficulty]]:
-    """The corpus and trained difficulties of committed rounds, read back from candidates.parquet."""
-    corpus, trained = Corpus(), []
-    for r in rounds:
-        data = run.candidates(r).select(["difficulty", "prompt", "label"]).to_pydict()
-        add_round(corpus, task, learner, r, data["difficulty"], data["prompt"], data["label"])
-        trained += sorted({tuple(d) for d in data["difficulty"]})
-    return corpus, trained
+def label_quality(labels, kept, answers, truths) -> tuple[float | None, float | None]:
+    """label_precision: share of kept (training) labels that are correct; label_recall: share of the
+    candidates whose committee answer is correct that were kept."""
+    good = [lab == t for lab, t, k in zip(labels, truths, kept) if k]
+    right = [k for a, t, k in zip(answers, truths, kept) if a == t]
+    return (sum(good) / len(good) if good else None), (sum(right) / len(right) if right else None)
 
 
 # --- the loop --------------------------------------------------------------------------------------
@@ -145,102 +169,137 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, A
     """Run (or resume) rounds until `loop.rounds` or `loop.target`; returns the metrics of every round."""
     ui = ui or QuietUI()
     task = get_task(cfg.task.name)
-    learner = Learner.create(task.alphabet, cfg.model, cfg.train, cfg.seed, cfg.device)
-    done = run.committed()
-    corpus, trained = _rebuild_corpus(run, task, learner, done)
-    if done:
-        learner.load(run.verified_checkpoint(done[-1]) / "learner-0")
-    history = run.metrics()
-
-    for r in range(len(done), cfg.loop.rounds + 1):
-        if cfg.loop.target is not None and trained and max(trained)[0] >= cfg.loop.target:
-            break
-        seconds: dict[str, float] = {}
-        t = time.perf_counter()
-
-        # plan
-        difficulties = task.base_difficulties(cfg.task.base) if r == 0 else plan(task, cfg, trained)
-        seconds["plan"], t = time.perf_counter() - t, time.perf_counter()
-
-        # act: problems with hidden truth; round 0 uses truth as labels (seed data), later rounds the model
-        sample = task.sample_seed if r == 0 else task.sample
-        batches = [sample(d, range(cfg.loop.seed_problems if r == 0 else cfg.loop.problems),
-                               stream_seed(cfg.seed, "train", r)) for d in difficulties]
-        prompts = [p for b in batches for p in b.prompts]
-        truths = [t_ for b in batches for t_ in b.truths]
-        diffs = [list(b.difficulty) for b in batches for _ in b.prompts]
-        if r == 0:
-            outputs, finished, confidence = [[] for _ in prompts], [[] for _ in prompts], [[] for _ in prompts]
-        else:
-            with ui.phase("label", len(prompts)) as advance:
-                texts, dones, confs = label(learner, task, prompts, cfg, advance)
-            outputs, finished, confidence = [[x] for x in texts], [[x] for x in dones], [[x] for x in confs]
-        seconds["act"], t = time.perf_counter() - t, time.perf_counter()
-
-        # verify: filters see prompts and outputs, never truth
-        if r == 0:
-            labels, kept, reasons, shares = truths, [True] * len(prompts), [None] * len(prompts), [None] * len(prompts)
-        else:
-            v = apply_filters(cfg.loop.filters, task, prompts, outputs, finished, confidence,
-                              cfg.loop.min_confidence)
-            labels, kept, reasons, shares = v.labels, v.kept, v.drop_reason, v.vote_share
-        seconds["verify"], t = time.perf_counter() - t, time.perf_counter()
-
-        # learn
-        kept_labels = [lab if k else None for lab, k in zip(labels, kept)]
-        add_round(corpus, task, learner, r, diffs, prompts, kept_labels)
-        trained += difficulties
-        steps = cfg.train.steps if r == 0 else cfg.train.round_steps
-        warmup = int(cfg.train.warmup * steps) if r == 0 else 0
-        decay = max(1, int((cfg.train.decay if r == 0 else cfg.train.round_decay) * steps))
-        rng = np.random.default_rng([cfg.seed, r])
-        with ui.phase("train", steps) as advance:
-            losses = learner.train(corpus.batches(r, cfg.loop.data, cfg.train.batch_size, rng), steps, warmup, decay,
-                                   on_step=lambda s, loss: advance(1))
-        seconds["learn"], t = time.perf_counter() - t, time.perf_counter()
-
-        # check
-        accuracy, frontier, audit_table = check(learner, task, cfg, r, trained, ui)
-        seconds["check"] = time.perf_counter() - t
-
-        # commit
-        correct = [lab == tr if k else None for lab, tr, k in zip(labels, truths, kept)]
-        n_kept = sum(kept)
-        metrics = {
-            "round": r,
-            "difficulties": [list(d) for d in difficulties],
-            "n_generated": len(prompts),
-            "n_kept": n_kept,
-            "drop_reasons": dict(Counter(x for x in reasons if x is not None)),
-            "label_precision": sum(c for c in correct if c) / n_kept if n_kept else None,
-            "audit": accuracy,
-            "frontier": frontier,
-            "train_steps": steps,
-            "train_loss": float(np.mean(losses[-max(1, steps // 10):])),
-            "seconds": {k: round(v, 3) for k, v in seconds.items()},
-            "decision": "commit",
-        }
-        candidates = pa.table({
-            "round": [r] * len(prompts), "difficulty": diffs, "prompt": prompts, "outputs": outputs,
-            "confidence": confidence,
-            "label": kept_labels, "kept": kept,
-            "drop_reason": reasons, "vote_share": shares, "truth": truths, "label_correct": correct,
-        }, schema=CANDIDATE_SCHEMA)
-        run.commit_round(r, {"candidates": candidates, "audit": audit_table},
-                         lambda folder: learner.save(folder / "learner-0"), metrics)
-        history.append(metrics)
-        ui.line(round_line(metrics))
-
+    log_round = None
+    if cfg.tracking == "tensorboard":
+        from selfimprove.tracking import log_round  # fails here, before any work, if the extra is missing
+    committee = Committee(cfg, task)
+    try:
+        history, trained = run.metrics(), []
+        for r in run.committed():  # resume: rebuild the corpus from the committed rounds' candidates
+            data = run.candidates(r).select(["difficulty", "prompt", "label"]).to_pydict()
+            committee.add(r, data["difficulty"], data["prompt"], data["label"])
+            trained += sorted({tuple(d) for d in data["difficulty"]})
+        if run.committed():
+            committee.load(run.verified_checkpoint(run.committed()[-1]))
+        for r in range(len(history), cfg.loop.rounds + 1):
+            if cfg.loop.target is not None and any(min(d) >= cfg.loop.target for d in trained):
+                break
+            metrics = run_round(cfg, run, task, committee, r, trained, ui)
+            history.append(metrics)
+            if log_round is not None:
+                log_round(run.root, metrics)
+            ui.line(round_line(metrics))
+    finally:
+        committee.close()
     run.set_status("finished")
     return history
 
 
+def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int, trained: list[Difficulty],
+              ui: UI) -> dict[str, Any]:
+    """One round, committed atomically; `trained` grows by the round's difficulties."""
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def phase(name: str) -> None:
+        nonlocal t
+        seconds[name], t = time.perf_counter() - t, time.perf_counter()
+
+    # plan (label-free)
+    run.set_progress(r, "plan")
+    difficulties, probes = (task.base_difficulties(cfg.task.base), {}) if r == 0 else \
+        plan(task, cfg, committee, trained, r)
+    phase("plan")
+
+    # act: problems with hidden truth; round 0 uses truth as labels (seed data), later rounds the committee
+    run.set_progress(r, "act")
+    prompts, truths, diffs, proposer = draw(task, cfg, r, difficulties)
+    n = len(prompts)
+    if r == 0:
+        outputs, finished, confidence = [[] for _ in prompts], [[] for _ in prompts], [[] for _ in prompts]
+    else:
+        with ui.phase("label", n * committee.size) as advance:
+            outputs, finished, confidence = committee.generate(prompts, advance)
+    phase("act")
+
+    # verify: filters see prompts and outputs, never truth
+    run.set_progress(r, "verify")
+    if r == 0:
+        labels, answers, kept, reasons, shares = truths, truths, [True] * n, [None] * n, [None] * n
+    else:
+        v = verify(cfg, task, prompts, outputs, finished, confidence)
+        labels, answers, kept, reasons, shares = v.labels, v.labels, v.kept, v.drop_reason, v.vote_share
+    corrupted = [False] * n
+    if r == cfg.noise.round:
+        labels, corrupted = corrupt(labels, kept, cfg.noise.share, cfg.noise.kind,
+                                    np.random.default_rng(stream_seed(cfg.seed, "noise", r)))
+    phase("verify")
+
+    # learn
+    run.set_progress(r, "learn")
+    kept_labels = [lab if k else None for lab, k in zip(labels, kept)]
+    committee.add(r, diffs, prompts, kept_labels)
+    trained += difficulties
+    steps = cfg.train.steps if r == 0 else cfg.train.round_steps
+    warmup = int(cfg.train.warmup * steps) if r == 0 else 0
+    decay = max(1, int((cfg.train.decay if r == 0 else cfg.train.round_decay) * steps))
+    with ui.phase("train", progress_total(steps) * committee.size) as advance:
+        losses = committee.train(r, steps, warmup, decay, advance)
+    phase("learn")
+
+    # check
+    run.set_progress(r, "check")
+    accuracy, member_accuracy, solved, audit_table = check(committee, task, cfg, r, trained, ui)
+    phase("check")
+
+    # commit
+    run.set_progress(r, "commit")
+    precision, recall = label_quality(labels, kept, answers, truths)
+    n_kept = sum(kept)
+    metrics = {
+        "round": r,
+        "difficulties": [list(d) for d in difficulties],
+        "committee": committee.size,
+        "n_generated": n,
+        "n_kept": n_kept,
+        "kept_share": n_kept / n if n else None,
+        "drop_reasons": dict(Counter(x for x in reasons if x is not None)),
+        "label_precision": None if r == 0 else precision,
+        "label_recall": None if r == 0 else recall,
+        "audit": accuracy,
+        "frontier": solved,
+        "train_steps": steps,
+        "train_loss": float(np.mean([np.mean(x[-max(1, steps // 10):]) for x in losses])),
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+        "decision": "commit",
+    }
+    if committee.size > 1:
+        metrics["audit_members"] = member_accuracy
+    if probes:
+        metrics["self_consistency"] = probes
+    if any(corrupted):
+        metrics["n_corrupted"] = sum(corrupted)
+    candidates = pa.table({
+        "round": [r] * n, "difficulty": diffs, "prompt": prompts, "proposer": proposer, "outputs": outputs,
+        "confidence": confidence, "label": kept_labels, "kept": kept, "drop_reason": reasons,
+        "vote_share": shares, "corrupted": corrupted, "truth": truths,
+        "label_correct": [lab == tr if k else None for lab, tr, k in zip(labels, truths, kept)],
+    }, schema=CANDIDATE_SCHEMA)
+    run.commit_round(r, {"candidates": candidates, "audit": audit_table}, committee.save, metrics)
+    return metrics
+
+
+def _difficulty(d) -> str:
+    return "(" + ",".join(map(str, d)) + (",)" if len(d) == 1 else ")")
+
+
 def round_line(m: dict[str, Any]) -> str:
     """`round 3 | difficulty (9,) | kept 5000/5000 | label_precision 0.998 | audit 9:1.00 10:0.42 | 41 s`"""
-    diffs = " ".join("(" + ",".join(map(str, d)) + (",)" if len(d) == 1 else ")") for d in m["difficulties"])
+    diffs = " ".join(map(_difficulty, m["difficulties"]))
     precision = "n/a" if m["label_precision"] is None else f"{m['label_precision']:.3f}"
     audit = " ".join(f"{k}:{v:.2f}" for k, v in m["audit"].items())
-    frontier = "none" if m["frontier"] is None else m["frontier"]
+    f = m["frontier"]
+    front = "none" if f is None or f == [] else f if isinstance(f, int) else " ".join(map(_difficulty, f))
     return (f"round {m['round']} | difficulty {diffs} | kept {m['n_kept']}/{m['n_generated']} | "
-            f"label_precision {precision} | audit {audit} | frontier {frontier} | "
+            f"label_precision {precision} | audit {audit} | frontier {front} | "
             f"{sum(m['seconds'].values()):.0f} s")

@@ -155,6 +155,25 @@ class RunDir:
         m.update(status=status, **extra)
         self._write_manifest(m)
 
+    def set_progress(self, r: int, phase: str) -> None:
+        """Record the round and phase in flight (progress.json), for `selfimprove status`."""
+        atomic_write(self.root / "progress.json",
+                     json.dumps({"round": r, "phase": phase, "since": time.time(), "pid": os.getpid()}))
+
+    def progress(self) -> dict[str, Any] | None:
+        """The round and phase in flight, and whether the process that runs it is alive; None if unknown."""
+        try:
+            p = json.loads((self.root / "progress.json").read_text())
+            p["round"], p["phase"], p["since"]  # noqa: B018  (required keys)
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        try:
+            os.kill(int(p.get("pid", -1)), 0)
+            p["alive"] = True
+        except (OSError, ValueError):
+            p["alive"] = False
+        return p
+
     def discard_uncommitted(self) -> list[str]:
         """Delete what a crash left behind: temp files and rounds the manifest does not list."""
         keep = {f"{r:04d}" for r in self.committed()}

@@ -1,0 +1,214 @@
+"""A committee: K learners trained from different seeds on the same data; they label and vote.
+
+    committee = Committee(cfg, task)            # cfg.committee.size members, cfg.committee.workers processes
+    committee.add(0, difficulties, prompts, labels)
+    losses = committee.train(0, steps=100, warmup=10, decay=20)
+    outputs, finished, confidence = committee.generate(prompts)   # [prompt][member]
+    committee.close()
+
+Member k has seed `cfg.seed + 1000 * k`, so a committee of 5 contains the committee of 3 and the single
+learner of the same config (voter sweeps compare nested committees). With `workers = 1` the members
+run one after another in this process; with more, each worker process holds some of the members and
+the workers run at the same time (members of one worker run one after another). A member that fails
+or whose worker dies raises MemberError naming its seed; the loop then stops before committing.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing as mp
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selfimprove.config import Config
+from selfimprove.corpus import Corpus, make_level
+from selfimprove.learner import Learner
+from selfimprove.tasks import Difficulty, Task, get_task
+
+Advance = Callable[[int], None]
+
+
+class MemberError(RuntimeError):
+    """A committee member failed; nothing of the round in flight is committed."""
+
+
+def member_seed(cfg: Config, k: int) -> int:
+    return cfg.seed + 1000 * k
+
+
+class Member:
+    """One learner and its copy of the corpus."""
+
+    def __init__(self, cfg: Config, k: int):
+        self.cfg, self.k, self.seed = cfg, k, member_seed(cfg, k)
+        self.task = get_task(cfg.task.name)
+        self.learner = Learner.create(self.task.alphabet, cfg.model, cfg.train, self.seed, cfg.device)
+        self.corpus = Corpus()
+
+    def add(self, r: int, levels: list[tuple[Difficulty, list[str], list[str], float]], advance: Advance) -> None:
+        for d, prompts, labels, weight in levels:
+            self.corpus.add(make_level(self.learner.vocab, d, r, prompts, labels, weight))
+
+    def train(self, r: int, steps: int, warmup: int, decay: int, advance: Advance) -> list[float]:
+        rng = np.random.default_rng([self.seed, r])
+        batches = self.corpus.batches(r, self.cfg.loop.data, self.cfg.train.batch_size, rng)
+        every = max(1, steps // 100)
+        return self.learner.train(batches, steps, warmup, decay,
+                                  on_step=lambda s, loss: advance(every) if (s + 1) % every == 0 else None)
+
+    def generate(self, prompts: list[str], budgets: list[int], advance: Advance
+                 ) -> tuple[list[str], list[bool], list[float]]:
+        texts, finished, confidence = [], [], []
+        step = self.cfg.loop.label_batch
+        for i in range(0, len(prompts), step):
+            t, f, c = self.learner.generate(prompts[i : i + step], budgets[i : i + step], batch_size=step)
+            texts += t
+            finished += f
+            confidence += c
+            advance(len(t))
+        return texts, finished, confidence
+
+    def save(self, folder: Path, advance: Advance) -> list[Path]:
+        return self.learner.save(folder / f"learner-{self.k}")
+
+    def load(self, folder: Path, advance: Advance) -> None:
+        self.learner.load(folder / f"learner-{self.k}")
+
+
+def _worker(conn, cfg_json: str, ks: list[int], threads: int) -> None:
+    """A worker process: holds members `ks` and runs the parent's requests on each, in turn."""
+    import torch
+
+    torch.set_num_threads(threads)
+    cfg = Config.model_validate_json(cfg_json)
+    members = [Member(cfg, k) for k in ks]
+    progress = lambda n: conn.send(("progress", n))  # noqa: E731
+    while (request := conn.recv()) is not None:
+        method, args = request
+        results = {}
+        for m in members:
+            try:
+                results[m.k] = getattr(m, method)(*args, progress)
+            except Exception:
+                conn.send(("error", m.k, traceback.format_exc()))
+                break
+        else:
+            conn.send(("done", results))
+
+
+class Committee:
+    def __init__(self, cfg: Config, task: Task):
+        self.cfg, self.task, self.size = cfg, task, cfg.committee.size
+        self.seeds = [member_seed(cfg, k) for k in range(self.size)]
+        n_workers = min(cfg.committee.workers, self.size)
+        self.members: list[Member] = []
+        self.workers: list[tuple[Any, Any, list[int]]] = []  # (process, pipe, member indices)
+        if n_workers == 1:
+            self.members = [Member(cfg, k) for k in range(self.size)]
+            return
+        import torch
+
+        ctx = mp.get_context("spawn")  # fork would copy torch's thread pools
+        threads = max(1, torch.get_num_threads() // n_workers)  # the workers share this process's threads
+        for w in range(n_workers):
+            ks = list(range(w, self.size, n_workers))
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=_worker, args=(child, cfg.model_dump_json(), ks, threads), daemon=True)
+            proc.start()
+            child.close()
+            self.workers.append((proc, parent, ks))
+
+    def _call(self, method: str, *args: Any, advance: Advance | None = None) -> list[Any]:
+        """Run `method` on every member (in parallel across workers); results in member order."""
+        advance = advance or (lambda n: None)
+        if self.members:
+            results = {}
+            for m in self.members:
+                try:
+                    results[m.k] = getattr(m, method)(*args, advance)
+                except Exception as e:
+                    raise MemberError(f"committee member {m.k} (seed {m.seed}) failed in {method}: "
+                                      f"{type(e).__name__}: {e}") from e
+            return [results[k] for k in range(self.size)]
+        for _, pipe, ks in self.workers:
+            self._send(pipe, (method, args), ks)
+        results = {}
+        for proc, pipe, ks in self.workers:
+            while True:
+                try:
+                    msg = pipe.recv()
+                except (EOFError, OSError):
+                    proc.join(timeout=5)
+                    raise MemberError(f"committee member(s) {ks} (seeds {[self.seeds[k] for k in ks]}) crashed in "
+                                      f"{method}: their worker process exited with code {proc.exitcode}") from None
+                if msg[0] == "progress":
+                    advance(msg[1])
+                elif msg[0] == "error":
+                    raise MemberError(f"committee member {msg[1]} (seed {self.seeds[msg[1]]}) failed in {method}:\n"
+                                      f"{msg[2]}")
+                else:
+                    results.update(msg[1])
+                    break
+        return [results[k] for k in range(self.size)]
+
+    def _send(self, pipe, message, ks: list[int]) -> None:
+        try:
+            pipe.send(message)
+        except (BrokenPipeError, OSError):
+            raise MemberError(f"committee member(s) {ks} (seeds {[self.seeds[k] for k in ks]}) are gone: their "
+                              f"worker process died") from None
+
+    # --- the committee's work -------------------------------------------------------------------
+
+    def add(self, r: int, difficulties: list[list[int]], prompts: list[str], labels: list[str | None]) -> None:
+        """Add the kept examples (label not None) of round r, one level per difficulty. Seed levels (round
+        0) are weighted by the task's seed distribution, every later level weighs 1."""
+        by_difficulty: dict[Difficulty, tuple[list[str], list[str]]] = {}
+        for d, p, lab in zip(difficulties, prompts, labels):
+            if lab is not None:
+                ps, ls = by_difficulty.setdefault(tuple(d), ([], []))
+                ps.append(p)
+                ls.append(lab)
+        weights = {d: self.task.seed_weight(d) if r == 0 else 1.0 for d in by_difficulty}
+        scale = len(weights) / sum(weights.values()) if weights and r == 0 else 1.0
+        levels = [(d, ps, ls, weights[d] * scale) for d, (ps, ls) in sorted(by_difficulty.items())]
+        self._call("add", r, levels)
+
+    def train(self, r: int, steps: int, warmup: int, decay: int, advance: Advance | None = None) -> list[list[float]]:
+        """Every member trains `steps` steps on its corpus; the losses of each member."""
+        return self._call("train", r, steps, warmup, decay, advance=advance)
+
+    def generate(self, prompts: list[str], advance: Advance | None = None
+                 ) -> tuple[list[list[str]], list[list[bool]], list[list[float]]]:
+        """Every member's greedy answer to every prompt, as [prompt][member] lists."""
+        budgets = [self.task.max_answer_length(p) for p in prompts]
+        per_member = self._call("generate", prompts, budgets, advance=advance)
+        return tuple([list(x) for x in zip(*part)] for part in zip(*per_member))  # type: ignore[return-value]
+
+    def save(self, folder: Path) -> list[Path]:
+        return [f for files in self._call("save", folder) for f in files]
+
+    def load(self, folder: Path) -> None:
+        self._call("load", folder)
+
+    def close(self) -> None:
+        for _, pipe, _ in self.workers:
+            try:
+                pipe.send(None)
+            except (BrokenPipeError, OSError):
+                pass
+        for proc, _, _ in self.workers:
+            proc.join(timeout=10)
+            if proc.is_alive():
+                proc.kill()
+        self.workers = []
+
+
+def progress_total(steps: int) -> int:
+    """What Member.train reports in all: `steps` rounded down to its reporting interval."""
+    every = max(1, steps // 100)
+    return math.floor(steps / every) * every

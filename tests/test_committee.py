@@ -1,0 +1,148 @@
+"""The committee end to end on tiny configs: K members vote, parallel workers give the same numbers as
+members run in turn, resume with K > 1, a failing member stops the round cleanly, noise injection
+and the accelerated planner."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from selfimprove.committee import Committee, Member, MemberError
+from selfimprove.config import dump_toml, load_config
+from selfimprove.loop import plan, run_loop
+from selfimprove.rundir import RunDir
+from selfimprove.tasks import get_task
+
+
+def start(overrides, name="tiny"):
+    cfg = load_config("quick", [*overrides, f"name={name}"])
+    return cfg, RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed)
+
+
+def without_seconds(metrics):
+    return [{k: v for k, v in m.items() if k != "seconds"} for m in metrics]
+
+
+K3 = ["committee.size=3", "loop.filters=['majority', 'length']", "committee.agree=0.6", "loop.rounds=1"]
+
+
+def test_three_members_vote_and_every_candidate_records_each_output(tiny_overrides):
+    cfg, run = start([*tiny_overrides, *K3])
+    history = run_loop(cfg, run)
+    m = history[1]
+    assert m["committee"] == 3 and len(m["audit_members"]) == 3
+    c = run.candidates(1).to_pydict()
+    for outputs, share, kept, reason, label in zip(c["outputs"], c["vote_share"], c["kept"], c["drop_reason"],
+                                                   c["label"]):
+        assert len(outputs) == 3
+        top = max(outputs.count(o) for o in outputs)
+        assert share == pytest.approx(top / 3)
+        if share < 0.6:
+            assert not kept and reason == "majority: too few agree"
+        if kept:
+            assert outputs.count(label) == top
+    answers = [max(o, key=o.count) for o in c["outputs"]]
+    right = [k for a, t, k in zip(answers, c["truth"], c["kept"]) if a == t]
+    assert m["label_recall"] == (np.mean(right) if right else None)
+    assert sum(m["drop_reasons"].values()) == m["n_generated"] - m["n_kept"]
+    files = sorted(p.name for p in run.checkpoint_dir(1).iterdir())
+    assert files == sorted(f"learner-{k}{s}" for k in range(3) for s in (".safetensors", ".optim.safetensors"))
+
+
+def test_worker_processes_give_the_same_run_as_members_in_turn(tiny_overrides):
+    _, run_a = start([*tiny_overrides, *K3, "loop.rounds=1"], "inline")
+    a = run_loop(load_config(str(run_a.root / "config.toml")), run_a)
+    _, run_b = start([*tiny_overrides, *K3, "loop.rounds=1", "committee.workers=2"], "workers")
+    b = run_loop(load_config(str(run_b.root / "config.toml")), run_b)
+    assert without_seconds(a) == without_seconds(b)
+
+
+def test_resume_with_three_members_equals_an_uninterrupted_run(tiny_overrides):
+    cfg, run = start([*tiny_overrides, *K3, "loop.rounds=2"], "whole")
+    whole = run_loop(cfg, run)
+    cfg1, part = start([*tiny_overrides, *K3, "loop.rounds=1"], "part")
+    run_loop(cfg1, part)
+    resumed = run_loop(cfg1.model_copy(update={"loop": cfg1.loop.model_copy(update={"rounds": 2})}), part)
+    assert without_seconds(resumed) == without_seconds(whole)
+
+
+def test_a_failing_member_is_named_by_seed_and_nothing_is_committed(tiny_overrides, monkeypatch):
+    original = Member.train
+
+    def train(self, r, *args):
+        if self.k == 1 and r == 1:
+            raise RuntimeError("out of memory")
+        return original(self, r, *args)
+
+    monkeypatch.setattr(Member, "train", train)
+    cfg, run = start([*tiny_overrides, *K3, "seed=7"])
+    with pytest.raises(MemberError, match=r"member 1 \(seed 1007\).*out of memory"):
+        run_loop(cfg, run)
+    assert run.committed() == [0] and not run.round_dir(1).exists() and len(run.metrics()) == 1
+
+
+def test_a_dead_worker_is_reported_with_its_members_seeds(tiny_overrides):
+    cfg = load_config("quick", [*tiny_overrides, *K3, "committee.workers=2"])
+    committee = Committee(cfg, get_task(cfg.task.name))
+    try:
+        proc = committee.workers[1][0]
+        proc.kill()
+        proc.join()
+        with pytest.raises(MemberError, match=r"\[1\] \(seeds \[1000\]\)"):
+            committee.generate(["12+34="])
+    finally:
+        committee.close()
+    assert not any(p.is_alive() for p, _, _ in committee.workers)
+
+
+def test_noise_corrupts_the_asked_share_of_kept_labels(tiny_overrides):
+    cfg, run = start([*tiny_overrides, "loop.filters=['none']", "noise.round=1", "noise.share=0.5",
+                      "noise.kind=perturb"])
+    history = run_loop(cfg, run)
+    c = run.candidates(1).to_pydict()
+    corrupted = [i for i, x in enumerate(c["corrupted"]) if x]
+    assert len(corrupted) == history[1]["n_corrupted"] == round(0.5 * history[1]["n_kept"])
+    assert all(c["label"][i] != c["outputs"][i][0] for i in corrupted)
+    assert all(c["label"][i] == c["outputs"][i][0] for i in range(len(c["label"])) if i not in corrupted)
+    assert not any(run.candidates(2).to_pydict()["corrupted"])
+
+
+class Solver:
+    """A stand-in committee that copies strings up to `limit` characters and garbles longer ones."""
+
+    size = 1
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    def generate(self, prompts, advance=None):
+        answers = [p[:-1] if len(p) - 1 <= self.limit else "x" for p in prompts]
+        return [[a] for a in answers], [[True] for _ in prompts], [[1.0] for _ in prompts]
+
+
+def test_accelerated_planner_takes_every_self_consistent_step_and_at_least_one():
+    task = get_task("copy")
+    cfg = load_config("quick", ["task.name=copy", "loop.planner=accelerated", "loop.probe_problems=20",
+                                "loop.filters=['length']"])
+    chosen, probes = plan(task, cfg, Solver(limit=7), [(1,), (2,), (3,), (4,)], r=1)
+    assert chosen == [(5,), (6,), (7,)] and probes == {"6": 1.0, "7": 1.0, "8": 0.0}
+    chosen, _ = plan(task, cfg, Solver(limit=0), [(1,), (2,), (3,), (4,)], r=1)
+    assert chosen == [(5,)]
+    fixed = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"planner": "fixed"})})
+    assert plan(task, fixed, Solver(limit=99), [(4,)], r=1) == ([(5,)], {})
+    capped = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"max_jump": 2})})
+    assert plan(task, capped, Solver(limit=99), [(4,)], r=1)[0] == [(5,), (6,)]
+
+
+def test_verify_filter_is_refused_for_a_task_without_a_verifier():
+    from selfimprove.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no verifier"):
+        load_config("quick", ["loop.filters=['verify']"])
+
+
+def test_members_differ_by_seed(tiny_overrides):
+    cfg = load_config("quick", [*tiny_overrides, "committee.size=2"])
+    committee = Committee(cfg, get_task(cfg.task.name))
+    a, b = (m.learner.model.head.weight for m in committee.members)
+    assert not np.allclose(a.detach().numpy(), b.detach().numpy())
