@@ -139,3 +139,20 @@ def test_a_failing_committee_member_exits_non_zero_with_its_seed(tiny_overrides,
     result = runner.invoke(app, ["run", *sets(tiny_overrides), "--set", "committee.size=2"])
     assert result.exit_code == 2 and "seed 0" in result.output and "disk full" in result.output
     assert RunDir.open(Path(tiny_overrides[0].split("=", 1)[1]) / "tiny").manifest()["status"] == "failed"
+
+
+def test_sweep_tabulates_each_committee_and_reuses_finished_runs(tiny_overrides, tmp_path):
+    args = ["sweep", "--size", "1", "--size", "2", "--agree", "1.0", *sets(tiny_overrides),
+            "--set", "loop.rounds=1", "--set", "loop.filters=['majority', 'length']"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "runs" / "tiny-sweep"
+    table = (folder / "sweep.md").read_text().splitlines()
+    assert table[0].startswith("| K | agree | rounds | label_precision |") and len(table) == 4
+    assert table[2].startswith("| 1 | - | 1 |") and table[3].startswith("| 2 | 1.000 | 1 |")
+    assert sorted(p.name for p in folder.iterdir()) == ["k1-a1", "k2-a1", "sweep.md"]
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and "committee of" not in again.output  # nothing ran twice
+    assert (folder / "sweep.md").read_text().splitlines() == table
+    no_vote = runner.invoke(app, ["sweep", *sets(tiny_overrides), "--set", "loop.filters=['length']"])
+    assert no_vote.exit_code == 2 and "majority" in no_vote.output

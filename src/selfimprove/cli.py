@@ -3,6 +3,7 @@
     selfimprove run [CONFIG] [--set key=value ...] [--overwrite]
     selfimprove resume RUN
     selfimprove status [RUN]
+    selfimprove sweep [CONFIG] [--size K ...] [--agree SHARE ...] [--set key=value ...]
     selfimprove tasks
 """
 
@@ -156,6 +157,47 @@ def status(run_path: Annotated[Path | None, typer.Argument(
         from selfimprove.loop import round_line
 
         console.print(round_line(metrics[-1]), markup=False, soft_wrap=True)
+
+
+@app.command()
+def sweep(
+    config: Annotated[str | None, typer.Argument(help="TOML file or preset; default quick")] = None,
+    size: Annotated[list[int] | None, typer.Option(help="committee sizes to compare (repeat the option)")] = None,
+    agree: Annotated[list[float] | None, typer.Option(
+        help="vote thresholds: share of members that must agree (repeat the option)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a config value: key=value")] = None,
+) -> None:
+    """Voter economics: run the same rounds with several committee sizes and vote thresholds, then
+    tabulate label precision, recall, kept share and seconds."""
+    from selfimprove.sweep import markdown, summarize, sweep_configs
+
+    try:
+        folder, configs = sweep_configs(config, set_ or [], size or [1, 3, 5], agree or [0.8])
+    except ConfigError as e:
+        fail(str(e))
+    rows = []
+    for cfg in configs:
+        root = Path(cfg.out_dir) / cfg.name
+        try:
+            if (root / "manifest.json").exists():
+                run_dir = RunDir.open(root)
+                if (root / "config.toml").read_text() != dump_toml(cfg):
+                    fail(f"{root} holds a run with another config; delete it or sweep under another "
+                         f"name (--set name=NEW)")
+                run_dir.discard_uncommitted()
+            else:
+                run_dir = RunDir.create(root, dump_toml(cfg), cfg.seed)
+        except RunError as e:
+            fail(str(e))
+        if run_dir.manifest()["status"] != "finished":
+            console.print(f"run {root}: committee of {cfg.committee.size}, agree {cfg.committee.agree:g}")
+            run_dir.set_status("running")
+            _execute(cfg, run_dir)
+        rows.append(summarize(cfg, run_dir.metrics()))
+    table = markdown(rows)
+    (folder / "sweep.md").write_text(table)
+    console.print(table, markup=False, soft_wrap=True)
+    console.print(f"table: {folder / 'sweep.md'}")
 
 
 @app.command()

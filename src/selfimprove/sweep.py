@@ -1,0 +1,66 @@
+"""Voter economics: the same rounds run with committees of several sizes and vote thresholds, and one
+table of what the labels were worth (precision, recall, kept share) and what they cost (seconds).
+
+    selfimprove sweep cpu-forward-add --size 1 --size 3 --size 5 --agree 0.8 --agree 1.0
+
+Runs land in <out_dir>/<name>-sweep/k<K>-a<agree>/ (each an ordinary run: resumable, reportable);
+the table is printed and written to <out_dir>/<name>-sweep/sweep.md. A finished run is not run again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selfimprove.config import Config, ConfigError, load_config
+
+
+def sweep_configs(source: str | None, overrides: list[str], sizes: list[int], agrees: list[float]
+                  ) -> tuple[Path, list[Config]]:
+    """One config per (size, agree); a committee of one has no vote, so it runs once."""
+    base = load_config(source, overrides)
+    if any(k > 1 for k in sizes) and "majority" not in base.loop.filters:
+        raise ConfigError(f"a voter sweep needs 'majority' in loop.filters (now {base.loop.filters}); "
+                          f"add it with --set \"loop.filters=['majority', 'length']\"")
+    folder = Path(base.out_dir) / f"{base.name}-sweep"
+    configs = []
+    for k in sorted(set(sizes)):
+        for a in sorted(set(agrees)) if k > 1 else [max(agrees)]:
+            configs.append(load_config(source, [*overrides, f"committee.size={k}", f"committee.agree={a}",
+                                                f"out_dir={folder}", f"name=k{k}-a{a:g}"]))
+    return folder, configs
+
+
+def _mean(values: list[Any]) -> float | None:
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def summarize(cfg: Config, metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    later = [m for m in metrics if m["round"] > 0]
+    return {
+        "K": cfg.committee.size,
+        "agree": cfg.committee.agree if cfg.committee.size > 1 else None,
+        "rounds": len(later),
+        "label_precision": _mean([m.get("label_precision") for m in later]),
+        "min_label_precision": min((m["label_precision"] for m in later if m.get("label_precision") is not None),
+                                   default=None),
+        "label_recall": _mean([m.get("label_recall") for m in later]),
+        "kept_share": _mean([m["n_kept"] / m["n_generated"] for m in later if m["n_generated"]]),
+        "frontier": metrics[-1]["frontier"] if metrics else None,
+        "label_s_per_round": _mean([m["seconds"]["act"] for m in later]),
+        "train_s_per_round": _mean([m["seconds"]["learn"] for m in later]),
+        "total_min": sum(sum(m["seconds"].values()) for m in metrics) / 60,
+    }
+
+
+def markdown(rows: list[dict[str, Any]]) -> str:
+    def cell(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
+
+    head = list(rows[0]) if rows else []
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(cell(r[h]) for h in head) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
