@@ -1,28 +1,42 @@
 import numpy as np
 import pytest
 
-from selfimprove.tasks import TASKS, get_task
+from selfimprove.tasks import TASKS, Difficulty, Task, get_task
+
+
+def some_difficulties(task: Task) -> list[Difficulty]:
+    """The easiest, a middle and the hardest of the task's base difficulties at base 12."""
+    ds = task.base_difficulties(12)
+    return [ds[0], ds[len(ds) // 2], ds[-1]]
+
+
+def check_task(task: Task) -> None:
+    """The checks every task must pass (tests/test_task_template.py runs them on the template)."""
+    assert task.name and task.axes and "\0" not in task.alphabet
+    hard = some_difficulties(task)[-1]
+    for sample in (task.sample, task.sample_seed):
+        whole = sample(hard, range(50), seed=3)
+        part = sample(hard, [10, 49, 0], seed=3)
+        assert part.prompts == [whole.prompts[i] for i in (10, 49, 0)]  # item i is a pure function
+        assert part.truths == [whole.truths[i] for i in (10, 49, 0)]
+        assert sample(hard, range(50), seed=4).prompts != whole.prompts
+        assert len(set(whole.prompts)) > 45  # random, not constant
+    plan = task.next_difficulties(task.base_difficulties(12))
+    audit = task.audit_difficulties(task.base_difficulties(12) + plan, 2, 2)
+    assert plan and audit
+    for d in some_difficulties(task) + plan + audit:
+        for b in (task.sample(d, range(20), seed=0), task.sample_seed(d, range(20), seed=0)):
+            assert b.difficulty == d and len(b.prompts) == len(b.truths) == 20
+            assert set("".join(b.prompts + b.truths)) <= set(task.alphabet)
+            for prompt, truth in zip(b.prompts, b.truths):
+                # answer_length is exact (then max_answer_length, by default, equals it), a minimum or None
+                assert (task.answer_length(prompt) or 0) <= len(truth) <= task.max_answer_length(prompt)
+                assert task.verify(prompt, truth) in (None, True)
 
 
 @pytest.mark.parametrize("name", sorted(TASKS))
-def test_sampling_is_a_pure_function_of_seed_difficulty_and_index(name):
-    task = get_task(name)
-    d = (6,) * len(task.axes)
-    whole = task.sample(d, range(50), seed=3)
-    part = task.sample(d, [10, 49, 0], seed=3)
-    assert part.prompts == [whole.prompts[i] for i in (10, 49, 0)]
-    assert part.truths == [whole.truths[i] for i in (10, 49, 0)]
-    assert task.sample(d, range(50), seed=4).prompts != whole.prompts
-    assert len(set(whole.prompts)) > 45  # random, not constant
-    assert set("".join(whole.prompts + whole.truths)) <= set(task.alphabet)
-
-
-@pytest.mark.parametrize("name", sorted(TASKS))
-def test_answer_length_is_known_from_the_prompt(name):
-    task = get_task(name)
-    for n in (1, 2, 9):
-        b = task.sample((n,) * len(task.axes), range(20), seed=0)
-        assert [task.answer_length(p) for p in b.prompts] == [len(t) for t in b.truths]
+def test_every_task_passes_the_common_checks(name):
+    check_task(get_task(name))
 
 
 def test_reverse_add_scores_true_sums():

@@ -3,6 +3,7 @@
     selfimprove run [CONFIG] [--set key=value ...] [--overwrite]
     selfimprove resume RUN
     selfimprove status [RUN]
+    selfimprove report RUN [RUN ...] [--out DIR]
     selfimprove sweep [CONFIG] [--size K ...] [--agree SHARE ...] [--set key=value ...]
     selfimprove tasks
 """
@@ -201,13 +202,36 @@ def sweep(
 
 
 @app.command()
+def report(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="one run, or several to overlay")],
+    out: Annotated[Path | None, typer.Option(
+        help="folder for index.html and the figures; default RUN/report, or <parent>/compare-A-vs-B")] = None,
+) -> None:
+    """Write an HTML page with figures, metrics, config and a verdict; several runs are overlaid."""
+    from rich.markup import escape
+
+    from selfimprove.report import verdict, write_report
+
+    try:
+        result = write_report(runs, out)
+    except RunError as e:
+        fail(str(e))
+    for run in result.runs:
+        for warning in run.warnings:
+            err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+        word, reason = verdict(run)
+        console.print(f"verdict {run.name}: {word} ({reason})", markup=False, soft_wrap=True)
+    console.print(f"report: {result.page}", markup=False, soft_wrap=True)
+
+
+@app.command()
 def tasks() -> None:
     """List the registered tasks, their difficulty axes and an example problem."""
     from selfimprove.tasks import TASKS
 
-    table = Table("task", "axes", "example (difficulty 3)", "answer", "about")
+    table = Table("task", "axes", "example", "answer", "about")
     for name, task in sorted(TASKS.items()):
-        batch = task.sample((3,) * len(task.axes), [0], seed=0)
+        batch = task.sample(task.example(), [0], seed=0)
         table.add_row(name, ", ".join(task.axes), batch.prompts[0], batch.truths[0], task.description)
     console.print(table)
 

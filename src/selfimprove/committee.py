@@ -173,7 +173,8 @@ class Committee:
                 ps, ls = by_difficulty.setdefault(tuple(d), ([], []))
                 ps.append(p)
                 ls.append(lab)
-        weights = {d: self.task.seed_weight(d) if r == 0 else 1.0 for d in by_difficulty}
+        task_mix = r == 0 and self.cfg.task.seed_mix == "task"
+        weights = {d: self.task.seed_weight(d) if task_mix else 1.0 for d in by_difficulty}
         scale = len(weights) / sum(weights.values()) if weights and r == 0 else 1.0
         levels = [(d, ps, ls, weights[d] * scale) for d, (ps, ls) in sorted(by_difficulty.items())]
         self._call("add", r, levels)

@@ -56,6 +56,9 @@ class TaskConfig(_Strict):
     name: str = Field("reverse_add", description="registered task; `selfimprove tasks` lists them")
     base: int = Field(7, ge=1, le=1000, description="seed data covers difficulties 1..base on every axis")
     step: int = Field(1, ge=1, le=100, description="how much harder each self-improvement round gets")
+    seed_mix: Literal["task", "uniform"] = Field(
+        "task", description="share of round-0 steps per base difficulty: the task's seed distribution (for "
+        "addition, as the paper's independently drawn operand lengths) or the same for every difficulty")
 
     @field_validator("name")
     @classmethod

@@ -6,7 +6,11 @@
     print(batch.prompts[0], batch.truths[0])
 
 A task is one module that defines a `Task` subclass (see `_base.py` for what it provides) and
-ends with `register(MyTask())`; `strings.py` is the smallest example, `tests/test_tasks.py` its tests.
+ends with `register(MyTask())`.
+
+To add a task, copy _template.py and tests/test_task_template.py (a small working task and its
+tests), rename, and add the module to the import line below; tests/test_tasks.py then runs the checks
+every task must pass on it too.
 """
 
 from __future__ import annotations
@@ -28,6 +32,6 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-from selfimprove.tasks import arithmetic, strings  # noqa: E402,F401  (registration)
+from selfimprove.tasks import arithmetic, maze, multiply, strings  # noqa: E402,F401  (registration)
 
 __all__ = ["TASKS", "Batch", "Difficulty", "Task", "get_task", "hash_uniform", "register"]

@@ -69,6 +69,10 @@ class Task:
         """Relative share of training steps that seed data at this difficulty gets (default: even)."""
         return 1.0
 
+    def example(self) -> Difficulty:
+        """A small difficulty to show the task with (`selfimprove tasks`)."""
+        return max(self.base_difficulties(3))
+
     def base_difficulties(self, base: int) -> list[Difficulty]:
         """Every difficulty up to `base` on each axis (the seed data's range)."""
         grids = np.meshgrid(*[np.arange(1, base + 1)] * len(self.axes), indexing="ij")

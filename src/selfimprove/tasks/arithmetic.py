@@ -4,6 +4,13 @@ reverse_add, difficulty (n,): both operands have n digits; operands and sum are 
 significant digit first, the sum zero-padded to n + 1 digits.  `4321+8765=25011`  (1234 + 5678).
 Seed data, as in the paper, draws the two operand lengths independently up to n (the longer one has n
 digits), so that the model learns to align digits by their place, not by the sequence length.
+
+forward_add, difficulty (n,): the same problems in normal digit order, the sum unpadded.
+`1234+5678=6912`, `512+48=560`. The sum has max(len) or max(len) + 1 digits, so `answer_length` is
+the minimum plausible length (what the length filter needs) and `max_answer_length` one more.
+
+    from selfimprove.tasks import get_task
+    print(get_task("forward_add").sample((4,), range(2), seed=0))
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class ReverseAdd(Task):
     axes = ("digits",)
     alphabet = "0123456789+="
     description = "n-digit + n-digit, all numbers least significant digit first, sum padded to n+1"
+    forward = False  # ForwardAdd: most significant digit first, sum unpadded
 
     def sample(self, difficulty, index, seed):
         self.validate_difficulty(difficulty)
@@ -73,15 +81,21 @@ class ReverseAdd(Task):
                     prompts[row], truths[row] = p[i], t[i]
         return Batch(difficulty, prompts, truths)
 
-    @staticmethod
-    def _format(a: np.ndarray, b: np.ndarray) -> tuple[list[str], list[str]]:
-        """Digit arrays (least significant first) -> prompts and sums padded to max(len) + 1."""
+    def _format(self, a: np.ndarray, b: np.ndarray) -> tuple[list[str], list[str]]:
+        """Digit arrays (least significant first) -> prompts and sums (padded to max(len) + 1, or in
+        forward order without the leading zero)."""
         n = max(a.shape[1], b.shape[1])
         rows = len(a)
         pad = lambda x: np.pad(x, ((0, 0), (0, n - x.shape[1])))  # noqa: E731
+        total = add_digits(pad(a), pad(b))
+        if self.forward:
+            a, b, total = a[:, ::-1], b[:, ::-1], total[:, ::-1]
         plus, eq = np.full((rows, 1), ord("+")), np.full((rows, 1), ord("="))
         prompts = rows_to_str(np.concatenate([a + _ZERO, plus, b + _ZERO, eq], axis=1))
-        return prompts, rows_to_str(add_digits(pad(a), pad(b)) + _ZERO)
+        sums = rows_to_str(total + _ZERO)
+        if self.forward:  # only the carry digit can be a leading zero: the longer operand's top digit is not
+            sums = [s[1:] if s[0] == "0" else s for s in sums]
+        return prompts, sums
 
     def seed_weight(self, difficulty):
         # Operand lengths drawn independently from 1..base, as in the paper: 2n - 1 of the length
@@ -93,4 +107,18 @@ class ReverseAdd(Task):
         return max(len(a), len(b)) + 1
 
 
+class ForwardAdd(ReverseAdd):
+    name = "forward_add"
+    description = "n-digit + n-digit in normal digit order, sum unpadded"
+    forward = True
+
+    def answer_length(self, prompt):
+        a, b = prompt.removesuffix("=").split("+")
+        return max(len(a), len(b))  # the least: the sum may carry into one more digit
+
+    def max_answer_length(self, prompt):
+        return self.answer_length(prompt) + 1
+
+
 register(ReverseAdd())
+register(ForwardAdd())
