@@ -216,9 +216,9 @@ def report(
         result = write_report(runs, out)
     except RunError as e:
         fail(str(e))
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
     for run in result.runs:
-        for warning in run.warnings:
-            err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
         word, reason = verdict(run)
         console.print(f"verdict {run.name}: {word} ({reason})", markup=False, soft_wrap=True)
     console.print(f"report: {result.page}", markup=False, soft_wrap=True)
