@@ -52,3 +52,16 @@ def test_missing_extra_gives_an_install_hint(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "tensorboardX", None)
     with pytest.raises(ImportError, match=r"selfimprove\[tracking\]"):
         log_round(tmp_path, METRICS)
+
+
+def test_tracking_by_config_writes_every_committed_round(tiny_overrides):
+    pytest.importorskip("tensorboardX")
+    from selfimprove.config import dump_toml, load_config
+    from selfimprove.loop import run_loop
+    from selfimprove.rundir import RunDir
+
+    cfg = load_config("quick", [*tiny_overrides, "tracking=tensorboard", "loop.rounds=1"])
+    run = RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed)
+    history = run_loop(cfg, run)
+    found = read_scalars(run.root / "tracking")
+    assert {("frontier", m["round"]) for m in history} <= set(found)
