@@ -150,9 +150,20 @@ def test_sweep_tabulates_each_committee_and_reuses_finished_runs(tiny_overrides,
     table = (folder / "sweep.md").read_text().splitlines()
     assert table[0].startswith("| K | agree | rounds | label_precision |") and len(table) == 4
     assert table[2].startswith("| 1 | - | 1 |") and table[3].startswith("| 2 | 1.000 | 1 |")
-    assert sorted(p.name for p in folder.iterdir()) == ["k1-a1", "k2-a1", "sweep.md"]
+    assert sorted(p.name for p in folder.iterdir()) == ["k1", "k2-a1", "sweep.md"]
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "committee of" not in again.output  # nothing ran twice
     assert (folder / "sweep.md").read_text().splitlines() == table
     no_vote = runner.invoke(app, ["sweep", *sets(tiny_overrides), "--set", "loop.filters=['length']"])
     assert no_vote.exit_code == 2 and "majority" in no_vote.output
+
+
+def test_resume_refuses_a_run_that_is_running_and_status_survives_damage(finished_run):
+    run = RunDir.open(finished_run)
+    run.set_status("running")
+    run.set_progress(3, "learn")  # this live process "runs" it
+    result = runner.invoke(app, ["resume", str(finished_run)])
+    assert result.exit_code == 2 and "being run right now" in result.output
+    (finished_run / "metrics.jsonl").write_text("{not json\n")
+    result = runner.invoke(app, ["status", str(finished_run)])
+    assert result.exit_code == 2 and "damaged" in result.output

@@ -58,3 +58,9 @@ def test_verify_filter_uses_the_tasks_verifier_and_needs_eos():
     v = apply_filters(["verify"], PathTask(), PROMPTS[:3], [["1x"], ["2x"], ["1x"]], [[True], [True], [False]],
                       [[1.0]] * 3)
     assert v.kept == [True, False, False] and v.drop_reason[1:] == ["verify: failed"] * 2
+
+
+def test_a_tie_is_never_a_majority():
+    v = apply_filters(["majority"], task, ["12+34="], [["460", "460", "461", "461"]], [[True] * 4], [[0.9] * 4],
+                      agree=0.5)
+    assert v.kept == [False] and v.drop_reason == ["majority: tie"]

@@ -55,6 +55,21 @@ class RichUI:
         self.progress.advance(self.rounds)
 
 
+def _check_extras(cfg) -> None:
+    if cfg.tracking == "tensorboard":
+        try:
+            import tensorboardX  # noqa: F401
+        except ImportError:
+            raise ConfigError("tracking = 'tensorboard' needs tensorboardX: pip install -e '.[tracking]'") from None
+
+
+def _refuse_live(run_dir: RunDir) -> None:
+    progress = run_dir.progress()
+    if run_dir.manifest().get("status") == "running" and progress and progress["alive"]:
+        raise RunError(f"{run_dir.root} is being run right now by process {progress.get('pid')} (round "
+                       f"{progress['round']}, {progress['phase']}); wait for it or stop it first.")
+
+
 def _execute(cfg, run: RunDir) -> None:
     from selfimprove.committee import MemberError
     from selfimprove.loop import run_loop
@@ -74,6 +89,10 @@ def _execute(cfg, run: RunDir) -> None:
     except MemberError as e:
         run.set_status("failed")
         fail(f"{e}\nCommitted rounds are kept; fix the cause and continue with `selfimprove resume {run.root}`.")
+    except Exception as e:
+        run.set_status("failed")
+        fail(f"the run stopped: {type(e).__name__}: {e}\nCommitted rounds are kept; continue with "
+             f"`selfimprove resume {run.root}` once the cause is fixed.")
     last = history[-1] if history else {}
     console.print(f"run: {run.root}")
     console.print(f"rounds: {len(history)}")
@@ -90,6 +109,7 @@ def run(
     """Start a new run."""
     try:
         cfg = load_config(config, set_)
+        _check_extras(cfg)
         run_dir = RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed, overwrite)
     except (ConfigError, RunError) as e:
         fail(str(e))
@@ -105,6 +125,8 @@ def resume(run_path: Annotated[Path, typer.Argument(metavar="RUN", help="run dir
     try:
         run_dir = RunDir.open(run_path)
         cfg = validate(tomllib.loads((run_path / "config.toml").read_text()))
+        _check_extras(cfg)
+        _refuse_live(run_dir)
         removed = run_dir.discard_uncommitted()
         if removed:
             console.print(f"discarded the unfinished round(s): {', '.join(removed)}")
@@ -135,16 +157,19 @@ def status(run_path: Annotated[Path | None, typer.Argument(
                 r = RunDir.open(path)
                 m = r.metrics()
                 table.add_row(str(path), r.manifest()["status"], str(len(m)), str(m[-1]["frontier"] if m else "-"))
-            except RunError:
+            except (RunError, ValueError, KeyError):
                 table.add_row(str(path), "damaged", "-", "-")
         console.print(table)
         return
     try:
         run_dir = RunDir.open(run_path)
+        m = run_dir.manifest()
+        metrics = run_dir.metrics()
+        m["status"]  # noqa: B018
     except RunError as e:
         fail(str(e))
-    m = run_dir.manifest()
-    metrics = run_dir.metrics()
+    except (ValueError, KeyError) as e:
+        fail(f"{run_path} is damaged ({type(e).__name__}: {e}); `selfimprove report {run_path}` says what is there.")
     console.print(f"run: {run_path}\nstatus: {m['status']}\ncommitted rounds: {len(metrics)}")
     progress = run_dir.progress()
     if m["status"] == "running" and progress and progress["round"] >= len(metrics):
@@ -185,6 +210,7 @@ def sweep(
                 if (root / "config.toml").read_text() != dump_toml(cfg):
                     fail(f"{root} holds a run with another config; delete it or sweep under another "
                          f"name (--set name=NEW)")
+                _refuse_live(run_dir)
                 run_dir.discard_uncommitted()
             else:
                 run_dir = RunDir.create(root, dump_toml(cfg), cfg.seed)

@@ -137,9 +137,22 @@ class Config(_Strict):
     def _task_can_verify(self):
         from selfimprove.tasks import Task, get_task
 
-        if "verify" in self.loop.filters and type(get_task(self.task.name)).verify is Task.verify:
+        task = get_task(self.task.name)
+        if "verify" in self.loop.filters and type(task).verify is Task.verify:
             raise ValueError(f"loop.filters has 'verify' but task {self.task.name!r} has no verifier; "
                              f"remove it (tasks with a verifier: the maze tasks)")
+        try:
+            base = task.base_difficulties(self.task.base)
+        except ValueError as e:
+            raise ValueError(f"task.base = {self.task.base}: {e}") from None
+        if not all(map(task.drawable, base)):
+            raise ValueError(f"task.base = {self.task.base} asks for problems task {task.name!r} cannot draw")
+        if (self.loop.planner == "accelerated" and self.committee.size == 1
+                and not {"verify", "confidence"} & set(self.loop.filters)):
+            raise ValueError("loop.planner = 'accelerated' measures self-consistency across committee members: "
+                             "set committee.size > 1 (or add the 'verify' or 'confidence' filter)")
+        if self.noise.round is not None and self.noise.round > self.loop.rounds:
+            raise ValueError(f"noise.round = {self.noise.round} is after the last round ({self.loop.rounds})")
         return self
 
 

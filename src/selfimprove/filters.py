@@ -23,6 +23,7 @@ class Candidate:
     finished: bool  # the label ended with EOS
     confidence: float  # smallest probability of a chosen token, mean over the members that gave the label
     vote_share: float  # share of members that gave the label
+    tied: bool = False  # another answer was given as often
 
 
 @dataclass
@@ -34,9 +35,11 @@ class Verdicts:
 
 
 def vote(prompt: str, outputs: list[str], finished: list[bool], confidence: list[float]) -> Candidate:
-    (label, done), count = Counter(zip(outputs, finished)).most_common(1)[0]
+    ranked = Counter(zip(outputs, finished)).most_common(2)
+    (label, done), count = ranked[0]
     agree = [c for o, f, c in zip(outputs, finished, confidence) if (o, f) == (label, done)]
-    return Candidate(prompt, label, done, sum(agree) / len(agree), count / len(outputs))
+    tied = len(ranked) > 1 and ranked[1][1] == count
+    return Candidate(prompt, label, done, sum(agree) / len(agree), count / len(outputs), tied)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Thresholds:
 
 
 def _majority(task: Task, c: Candidate, t: Thresholds) -> str | None:
+    if c.tied:
+        return "majority: tie"
     return None if c.vote_share >= t.agree - 1e-9 else "majority: too few agree"
 
 

@@ -82,6 +82,8 @@ def plan(task: Task, cfg: Config, committee: Committee, trained: list[Difficulty
     if cfg.loop.planner == "accelerated":
         for _ in range(cfg.loop.max_jump - 1):
             following = task.next_difficulties(trained + chosen, cfg.task.step)
+            if not all(map(task.drawable, following)):
+                break
             consistency = self_consistency(committee, task, cfg, following, r)
             probes[" ".join(map(key, following))] = round(consistency, 4)
             if consistency < cfg.loop.tau:
@@ -183,6 +185,9 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, A
             committee.load(run.verified_checkpoint(run.committed()[-1]))
         for r in range(len(history), cfg.loop.rounds + 1):
             if cfg.loop.target is not None and any(min(d) >= cfg.loop.target for d in trained):
+                break
+            if r > 0 and not all(map(task.drawable, task.next_difficulties(trained, cfg.task.step))):
+                ui.line(f"stopped: task {task.name} has no harder difficulty after {max(trained)}")
                 break
             metrics = run_round(cfg, run, task, committee, r, trained, ui)
             history.append(metrics)

@@ -16,9 +16,10 @@ def _corrupt_one(label: str, kind: str, rng: np.random.Generator) -> str:
     if not places:
         return label
     chars = list(label)
-    if kind == "random":  # every digit replaced by a random one
-        for i in places:
-            chars[i] = DIGITS[rng.integers(10)]
+    if kind == "random":  # every digit replaced by a random one (drawn again if nothing changed)
+        while "".join(chars) == label:
+            for i in places:
+                chars[i] = DIGITS[rng.integers(10)]
     elif kind == "drop":  # one digit deleted
         del chars[places[rng.integers(len(places))]]
     elif kind == "perturb":  # one digit changed to another digit

@@ -27,9 +27,9 @@ def sweep_configs(source: str | None, overrides: list[str], sizes: list[int], ag
     folder = Path(base.out_dir) / f"{base.name}-sweep"
     configs = []
     for k in sorted(set(sizes)):
-        for a in sorted(set(agrees)) if k > 1 else [max(agrees)]:
+        for a in sorted(set(agrees)) if k > 1 else [1.0]:
             configs.append(load_config(source, [*overrides, f"committee.size={k}", f"committee.agree={a}",
-                                                f"out_dir={folder}", f"name=k{k}-a{a:g}"]))
+                                                f"out_dir={folder}", f"name=k{k}" + (f"-a{a:g}" if k > 1 else "")]))
     return folder, configs
 
 

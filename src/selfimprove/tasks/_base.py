@@ -95,6 +95,10 @@ class Task:
         grids = np.meshgrid(*ranges, indexing="ij")
         return sorted(tuple(int(g) for g in point) for point in zip(*(g.ravel() for g in grids)))
 
+    def drawable(self, difficulty: Difficulty) -> bool:
+        """Whether problems of this difficulty exist (a maze of 30 nodes has no 30-hop path)."""
+        return True
+
     def verify(self, prompt: str, answer: str) -> bool | None:
         """A truth-free check of an answer (the `verify` filter): True if it passes, False if not,
         None when the task has no verifier. It may read the prompt and the answer, never the truth."""
