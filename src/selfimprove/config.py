@@ -107,7 +107,7 @@ class NoiseConfig(_Strict):
     round: int | None = Field(None, ge=1, description="corrupt labels of this round (none by default)")
     share: float = Field(0.1, ge=0, le=1, description="share of that round's kept labels to corrupt")
     kind: Literal["random", "drop", "perturb"] = Field(
-        "random", description="random: every digit replaced at random; drop: one digit deleted; "
+        "random", description="random: every digit (letter) replaced at random; drop: one deleted; "
         "perturb: one digit changed")
 
 
