@@ -15,7 +15,6 @@ or whose worker dies raises MemberError naming its seed; the loop then stops bef
 
 from __future__ import annotations
 
-import math
 import multiprocessing as mp
 import traceback
 from collections.abc import Callable
@@ -56,9 +55,13 @@ class Member:
     def train(self, r: int, steps: int, warmup: int, decay: int, advance: Advance) -> list[float]:
         rng = np.random.default_rng([self.seed, r])
         batches = self.corpus.batches(r, self.cfg.loop.data, self.cfg.train.batch_size, rng)
-        every = max(1, steps // 100)
-        return self.learner.train(batches, steps, warmup, decay,
-                                  on_step=lambda s, loss: advance(every) if (s + 1) % every == 0 else None)
+        every = max(1, steps // 100)  # report in about 100 chunks (a worker sends each over a pipe)
+
+        def on_step(step: int, loss: float) -> None:
+            if (step + 1) % every == 0 or step + 1 == steps:
+                advance(step + 1 - step // every * every)
+
+        return self.learner.train(batches, steps, warmup, decay, on_step)
 
     def generate(self, prompts: list[str], budgets: list[int], advance: Advance
                  ) -> tuple[list[str], list[bool], list[float]]:
@@ -207,9 +210,3 @@ class Committee:
             if proc.is_alive():
                 proc.kill()
         self.workers = []
-
-
-def progress_total(steps: int) -> int:
-    """What Member.train reports in all: `steps` rounded down to its reporting interval."""
-    every = max(1, steps // 100)
-    return math.floor(steps / every) * every

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from selfimprove.committee import Committee, progress_total
+from selfimprove.committee import Committee
 from selfimprove.config import Config
 from selfimprove.filters import Verdicts, apply_filters, vote
 from selfimprove.noise import corrupt
@@ -135,9 +135,10 @@ def check(committee: Committee, task: Task, cfg: Config, r: int, trained: list[D
     answers = [vote(p, o, f, c).label for p, o, f, c in zip(prompts, outputs, finished, confidence)]
     correct = np.array([a == t for a, t in zip(answers, truths)])
     member_correct = np.array([[o == t for o in outs] for outs, t in zip(outputs, truths)])
-    at = {d: np.array([x == d for x in diffs]) for d in difficulties}
-    accuracy = {d: float(correct[m].mean()) for d, m in at.items()}
-    members = [{key(d): float(member_correct[m, k].mean()) for d, m in at.items()} for k in range(committee.size)]
+    per_difficulty = member_correct.reshape(len(difficulties), cfg.audit.problems, committee.size).mean(axis=1)
+    accuracy = dict(zip(difficulties, correct.reshape(len(difficulties), -1).mean(axis=1).tolist()))
+    members = [{key(d): float(acc) for d, acc in zip(difficulties, per_difficulty[:, k])}
+               for k in range(committee.size)]
     table = pa.table({"round": [r] * len(prompts), "difficulty": [list(d) for d in diffs], "prompt": prompts,
                       "outputs": outputs, "output": answers, "truth": truths, "correct": correct.tolist()},
                      schema=AUDIT_SCHEMA)
@@ -204,20 +205,23 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
               ui: UI) -> dict[str, Any]:
     """One round, committed atomically; `trained` grows by the round's difficulties."""
     seconds: dict[str, float] = {}
-    t = time.perf_counter()
+    current, t = "", time.perf_counter()
 
-    def phase(name: str) -> None:
-        nonlocal t
-        seconds[name], t = time.perf_counter() - t, time.perf_counter()
+    def enter(name: str) -> None:
+        """Close the running phase (its seconds) and make `name` the phase in flight."""
+        nonlocal current, t
+        if current:
+            seconds[current] = time.perf_counter() - t
+        current, t = name, time.perf_counter()
+        run.set_progress(r, name)
 
     # plan (label-free)
-    run.set_progress(r, "plan")
+    enter("plan")
     difficulties, probes = (task.base_difficulties(cfg.task.base), {}) if r == 0 else \
         plan(task, cfg, committee, trained, r)
-    phase("plan")
 
     # act: problems with hidden truth; round 0 uses truth as labels (seed data), later rounds the committee
-    run.set_progress(r, "act")
+    enter("act")
     prompts, truths, diffs, proposer = draw(task, cfg, r, difficulties)
     n = len(prompts)
     if r == 0:
@@ -225,10 +229,9 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     else:
         with ui.phase("label", n * committee.size) as advance:
             outputs, finished, confidence = committee.generate(prompts, advance)
-    phase("act")
 
     # verify: filters see prompts and outputs, never truth
-    run.set_progress(r, "verify")
+    enter("verify")
     if r == 0:
         labels, answers, kept, reasons, shares = truths, truths, [True] * n, [None] * n, [None] * n
     else:
@@ -238,27 +241,24 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     if r == cfg.noise.round:
         labels, corrupted = corrupt(labels, kept, cfg.noise.share, cfg.noise.kind,
                                     np.random.default_rng(stream_seed(cfg.seed, "noise", r)))
-    phase("verify")
 
     # learn
-    run.set_progress(r, "learn")
+    enter("learn")
     kept_labels = [lab if k else None for lab, k in zip(labels, kept)]
     committee.add(r, diffs, prompts, kept_labels)
     trained += difficulties
     steps = cfg.train.steps if r == 0 else cfg.train.round_steps
     warmup = int(cfg.train.warmup * steps) if r == 0 else 0
     decay = max(1, int((cfg.train.decay if r == 0 else cfg.train.round_decay) * steps))
-    with ui.phase("train", progress_total(steps) * committee.size) as advance:
+    with ui.phase("train", steps * committee.size) as advance:
         losses = committee.train(r, steps, warmup, decay, advance)
-    phase("learn")
 
     # check
-    run.set_progress(r, "check")
+    enter("check")
     accuracy, member_accuracy, solved, audit_table = check(committee, task, cfg, r, trained, ui)
-    phase("check")
 
     # commit
-    run.set_progress(r, "commit")
+    enter("commit")  # closes check; the commit itself is not timed
     precision, recall = label_quality(labels, kept, answers, truths)
     n_kept = sum(kept)
     metrics = {
