@@ -3,8 +3,17 @@
 # selfimprove with its test tools. Safe to run again.
 #   TORCH_INDEX_URL=<a PyTorch wheel index>  install torch from there (e.g. PyTorch's CPU index)
 #   TORCH_SPEC='torch>=2.4,<2.15'            another torch requirement (e.g. a CUDA build on a GPU box)
+#   Debian's chromium (for the report's browser test) is installed with apt-get when missing and
+#   this runs as root; otherwise that one test is skipped and a line says how to install it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+    else
+        echo "note: chromium is missing; the report's browser test will be skipped (apt-get install chromium)"
+    fi
+fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 . .venv/bin/activate
 python -m pip install -q --upgrade pip
