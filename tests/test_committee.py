@@ -153,3 +153,14 @@ def test_members_differ_by_seed(tiny_overrides):
     committee = Committee(cfg, get_task(cfg.task.name))
     a, b = (m.learner.model.head.weight for m in committee.members)
     assert not np.allclose(a.detach().numpy(), b.detach().numpy())
+
+
+def test_later_rounds_train_at_round_lr(tiny_overrides):
+    cfg = load_config("quick", [*tiny_overrides, "train.lr=0.01", "train.round_lr=0.002"])
+    member = Member(cfg, 0)
+    seed = member.task.sample_seed((1,), range(50), 0)
+    member.add(0, [((1,), seed.prompts, seed.truths, 1.0)], lambda n: None)
+    for r, peak in [(0, 0.01), (1, 0.002), (2, 0.002)]:
+        # warmup 0, decay 1: every step at the peak but the last, which ends at 1% of it
+        member.train(r, steps=3, warmup=0, decay=1, advance=lambda n: None)
+        assert member.learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * peak)

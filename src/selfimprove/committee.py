@@ -61,7 +61,8 @@ class Member:
             if (step + 1) % every == 0 or step + 1 == steps:
                 advance(step + 1 - step // every * every)
 
-        return self.learner.train(batches, steps, warmup, decay, on_step)
+        peak = self.cfg.train.lr if r == 0 else self.cfg.train.round_lr or self.cfg.train.lr
+        return self.learner.train(batches, steps, warmup, decay, on_step, peak=peak)
 
     def generate(self, prompts: list[str], budgets: list[int], advance: Advance
                  ) -> tuple[list[str], list[bool], list[float]]:

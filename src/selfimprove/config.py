@@ -47,6 +47,8 @@ class TrainConfig(_Strict):
     grad_clip: float = Field(1.0, ge=0, description="max gradient norm; 0 turns clipping off")
     steps: int = Field(2000, ge=1, description="round-0 steps on seed data")
     round_steps: int = Field(400, ge=1, description="steps of every later round (lr jumps back to peak)")
+    round_lr: float | None = Field(None, gt=0, le=1, description="peak learning rate of every later round "
+                                   "(default: lr); a lower one keeps what round 0 learned")
     warmup: float = Field(0.1, ge=0, lt=1, description="share of round-0 steps spent warming up")
     decay: float = Field(0.2, gt=0, le=1, description="share of round-0 steps spent decaying to 1% lr")
     round_decay: float = Field(0.5, gt=0, le=1, description="share of every later round's steps spent decaying")

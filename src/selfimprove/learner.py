@@ -101,9 +101,11 @@ class Learner:
     # --- training -----------------------------------------------------------------------------
 
     def train(self, batches: Iterator[tuple[np.ndarray, np.ndarray]], steps: int, warmup: int, decay: int,
-              on_step: Callable[[int, float], None] | None = None) -> list[float]:
-        """Run `steps` AdamW steps. Each batch is (tokens [B, L] of BOS+prompt+answer+EOS, answer_start [B]);
-        the loss covers the answer and its EOS only. Returns the loss of every step."""
+              on_step: Callable[[int, float], None] | None = None, peak: float | None = None) -> list[float]:
+        """Run `steps` AdamW steps with peak learning rate `peak` (default: the config's lr). Each batch is
+        (tokens [B, L] of BOS+prompt+answer+EOS, answer_start [B]); the loss covers the answer and its EOS
+        only. Returns the loss of every step."""
+        peak = self.cfg.lr if peak is None else peak
         self.model.train()
         losses = []
         for step in range(steps):
@@ -111,7 +113,7 @@ class Learner:
             x = torch.from_numpy(tokens).to(self.device, non_blocking=True)
             mask = torch.arange(1, tokens.shape[1], device=self.device)[None, :] >= torch.from_numpy(
                 answer_start).to(self.device)[:, None]
-            lr = wsd_lr(step, steps, warmup, decay, self.cfg.lr)
+            lr = wsd_lr(step, steps, warmup, decay, peak)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self._autocast():
