@@ -9,7 +9,7 @@ import pytest
 
 from selfimprove.committee import Committee, Member, MemberError
 from selfimprove.config import dump_toml, load_config
-from selfimprove.loop import plan, run_loop
+from selfimprove.loop import plan, run_loop, schedule
 from selfimprove.rundir import RunDir
 from selfimprove.tasks import get_task
 
@@ -161,6 +161,6 @@ def test_later_rounds_train_at_round_lr(tiny_overrides):
     seed = member.task.sample_seed((1,), range(50), 0)
     member.add(0, [((1,), seed.prompts, seed.truths, 1.0)], lambda n: None)
     for r, peak in [(0, 0.01), (1, 0.002), (2, 0.002)]:
-        # warmup 0, decay 1: every step at the peak but the last, which ends at 1% of it
-        member.train(r, steps=3, warmup=0, decay=1, advance=lambda n: None)
+        # every round's schedule ends its decay at 1% of that round's peak
+        member.train(r, *schedule(cfg.train, r), advance=lambda n: None)
         assert member.learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * peak)

@@ -2,7 +2,7 @@
 
     committee = Committee(cfg, task)            # cfg.committee.size members, cfg.committee.workers processes
     committee.add(0, difficulties, prompts, labels)
-    losses = committee.train(0, steps=100, warmup=10, decay=20)
+    losses = committee.train(0, steps=100, warmup=10, decay=20, peak=1e-3)
     outputs, finished, confidence = committee.generate(prompts)   # [prompt][member]
     committee.close()
 
@@ -52,7 +52,7 @@ class Member:
         for d, prompts, labels, weight in levels:
             self.corpus.add(make_level(self.learner.vocab, d, r, prompts, labels, weight))
 
-    def train(self, r: int, steps: int, warmup: int, decay: int, advance: Advance) -> list[float]:
+    def train(self, r: int, steps: int, warmup: int, decay: int, peak: float, advance: Advance) -> list[float]:
         rng = np.random.default_rng([self.seed, r])
         batches = self.corpus.batches(r, self.cfg.loop.data, self.cfg.train.batch_size, rng)
         every = max(1, steps // 100)  # report in about 100 chunks (a worker sends each over a pipe)
@@ -61,7 +61,6 @@ class Member:
             if (step + 1) % every == 0 or step + 1 == steps:
                 advance(step + 1 - step // every * every)
 
-        peak = self.cfg.train.lr if r == 0 else self.cfg.train.round_lr or self.cfg.train.lr
         return self.learner.train(batches, steps, warmup, decay, on_step, peak=peak)
 
     def generate(self, prompts: list[str], budgets: list[int], advance: Advance
@@ -183,9 +182,10 @@ class Committee:
         levels = [(d, ps, ls, weights[d] * scale) for d, (ps, ls) in sorted(by_difficulty.items())]
         self._call("add", r, levels)
 
-    def train(self, r: int, steps: int, warmup: int, decay: int, advance: Advance | None = None) -> list[list[float]]:
-        """Every member trains `steps` steps on its corpus; the losses of each member."""
-        return self._call("train", r, steps, warmup, decay, advance=advance)
+    def train(self, r: int, steps: int, warmup: int, decay: int, peak: float, advance: Advance | None = None
+              ) -> list[list[float]]:
+        """Every member trains `steps` steps on its corpus at peak lr `peak`; the losses of each member."""
+        return self._call("train", r, steps, warmup, decay, peak, advance=advance)
 
     def generate(self, prompts: list[str], advance: Advance | None = None
                  ) -> tuple[list[list[str]], list[list[bool]], list[list[float]]]:

@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 from selfimprove.committee import Committee
-from selfimprove.config import Config
+from selfimprove.config import Config, TrainConfig
 from selfimprove.filters import Verdicts, apply_filters, vote
 from selfimprove.noise import corrupt
 from selfimprove.rundir import RunDir
@@ -157,6 +157,15 @@ AUDIT_SCHEMA = pa.schema([
 ])
 
 
+def schedule(train: TrainConfig, r: int) -> tuple[int, int, int, float]:
+    """Round r's steps, warmup steps, decay steps and peak lr: round 0 warms up; every later round
+    jumps straight back to its peak (`round_lr`, default `lr`) and decays again."""
+    if r == 0:
+        return train.steps, int(train.warmup * train.steps), max(1, int(train.decay * train.steps)), train.lr
+    steps = train.round_steps
+    return steps, 0, max(1, int(train.round_decay * steps)), train.round_lr or train.lr
+
+
 def label_quality(labels, kept, answers, truths) -> tuple[float | None, float | None]:
     """label_precision: share of kept (training) labels that are correct; label_recall: share of the
     candidates whose committee answer is correct that were kept."""
@@ -247,11 +256,9 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     kept_labels = [lab if k else None for lab, k in zip(labels, kept)]
     committee.add(r, diffs, prompts, kept_labels)
     trained += difficulties
-    steps = cfg.train.steps if r == 0 else cfg.train.round_steps
-    warmup = int(cfg.train.warmup * steps) if r == 0 else 0
-    decay = max(1, int((cfg.train.decay if r == 0 else cfg.train.round_decay) * steps))
+    steps, warmup, decay, peak = schedule(cfg.train, r)
     with ui.phase("train", steps * committee.size) as advance:
-        losses = committee.train(r, steps, warmup, decay, advance)
+        losses = committee.train(r, steps, warmup, decay, peak, advance)
 
     # check
     enter("check")
