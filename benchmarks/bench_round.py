@@ -120,7 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    sizes = {"quick": ("quick", 128), "paper": ("paper-reverse-add", 64)}
+    sizes = {"quick": ("cpu-reverse-add", 128), "paper": ("paper-reverse-add", 64)}
     for size in args.sizes:
         preset, train_batch = sizes[size]
         r = bench_size(size, preset, train_batch, args.label_prompts, args.train_steps)

@@ -1,6 +1,6 @@
 """selfimprove: recursive self-improvement loops you can run, measure and trust.
 
-    selfimprove run            # the `quick` preset: reverse addition on a CPU, in minutes
+    selfimprove run            # the `quick` preset: string copy on a CPU, in minutes
     selfimprove status runs/quick
 """
 
