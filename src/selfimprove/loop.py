@@ -27,7 +27,7 @@ from selfimprove.config import Config, TrainConfig
 from selfimprove.filters import Verdicts, apply_filters, vote
 from selfimprove.noise import corrupt
 from selfimprove.rundir import RunDir
-from selfimprove.tasks import Difficulty, Task, get_task
+from selfimprove.tasks import Difficulty, Task, difficulty_key, get_task
 
 
 class UI(Protocol):
@@ -47,10 +47,6 @@ def stream_seed(seed: int, *parts: object) -> int:
     """A seed for one named stream of problems, independent of every other stream."""
     digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
-
-
-def key(d: Difficulty) -> str:
-    return ",".join(map(str, d))
 
 
 # --- the phases ------------------------------------------------------------------------------------
@@ -85,7 +81,7 @@ def plan(task: Task, cfg: Config, committee: Committee, trained: list[Difficulty
             if not all(map(task.drawable, following)):
                 break
             consistency = self_consistency(committee, task, cfg, following, r)
-            probes[" ".join(map(key, following))] = round(consistency, 4)
+            probes[" ".join(map(difficulty_key, following))] = round(consistency, 4)
             if consistency < cfg.loop.tau:
                 break
             chosen += following
@@ -137,12 +133,12 @@ def check(committee: Committee, task: Task, cfg: Config, r: int, trained: list[D
     member_correct = np.array([[o == t for o in outs] for outs, t in zip(outputs, truths)])
     per_difficulty = member_correct.reshape(len(difficulties), cfg.audit.problems, committee.size).mean(axis=1)
     accuracy = dict(zip(difficulties, correct.reshape(len(difficulties), -1).mean(axis=1).tolist()))
-    members = [{key(d): float(acc) for d, acc in zip(difficulties, per_difficulty[:, k])}
+    members = [{difficulty_key(d): float(acc) for d, acc in zip(difficulties, per_difficulty[:, k])}
                for k in range(committee.size)]
     table = pa.table({"round": [r] * len(prompts), "difficulty": [list(d) for d in diffs], "prompt": prompts,
                       "outputs": outputs, "output": answers, "truth": truths, "correct": correct.tolist()},
                      schema=AUDIT_SCHEMA)
-    return {key(d): a for d, a in accuracy.items()}, members, frontier(task, accuracy), table
+    return {difficulty_key(d): a for d, a in accuracy.items()}, members, frontier(task, accuracy), table
 
 
 CANDIDATE_SCHEMA = pa.schema([
@@ -302,7 +298,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
 
 
 def _difficulty(d) -> str:
-    return "(" + ",".join(map(str, d)) + (",)" if len(d) == 1 else ")")
+    return "(" + difficulty_key(d) + (",)" if len(d) == 1 else ")")
 
 
 def round_line(m: dict[str, Any]) -> str:

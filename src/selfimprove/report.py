@@ -30,6 +30,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from selfimprove.rundir import RunDir, RunError, atomic_write
+from selfimprove.tasks import difficulty_key
 
 __all__ = ["Run", "Report", "load_run", "verdict", "write_report"]
 
@@ -185,7 +186,7 @@ def verdict(run: Run) -> tuple[str, str]:
     for d in sorted(trained & set(last)):
         best, best_round = max(((a[d], m["round"]) for m in ms[:-1] if d in (a := audit(m))), default=(None, 0))
         if best is not None and best - last[d] >= MAX_AUDIT_DROP:
-            return "collapsed", (f"audit accuracy at trained difficulty {_key(d)} fell from {best:.2f} "
+            return "collapsed", (f"audit accuracy at trained difficulty {difficulty_key(d)} fell from {best:.2f} "
                                  f"(round {best_round}) to {last[d]:.2f} (round {ms[-1]['round']}).")
     first, final = frontier_value(ms[0]), frontier_value(ms[-1])
     was, now = ("none" if not x or math.isnan(x) else f"{x:g}" for x in (first, final))
@@ -193,10 +194,6 @@ def verdict(run: Run) -> tuple[str, str]:
     if np.nan_to_num(final) > np.nan_to_num(first):
         return "improved", f"the frontier advanced from {was} (round {r0}) to {now} (round {r1})."
     return "stalled", f"the frontier did not advance past round {r0}'s ({was} then, {now} in round {r1})."
-
-
-def _key(d: tuple[int, ...]) -> str:
-    return ",".join(map(str, d))
 
 
 # --- figures ---------------------------------------------------------------------------------------
@@ -369,12 +366,12 @@ def metrics_table(run: Run) -> str:
     rows = []
     for m in run.metrics:
         secs = m.get("seconds") if isinstance(m.get("seconds"), dict) else {}
-        cells = [_fmt(m.get("round")), _fmt(" ".join(_key(d) for d in difficulties(m)))]
+        cells = [_fmt(m.get("round")), _fmt(" ".join(difficulty_key(d) for d in difficulties(m)))]
         cells.append(f"{_fmt(m.get('n_kept'))} / {_fmt(m.get('n_generated'))}")
         cells += [_fmt(m.get(k)) for k in ("label_precision", "label_recall", "frontier", "train_loss", "train_steps")]
         cells += [_fmt(m.get("committee", 1)), f"{np.nansum([_num(v) for v in secs.values()]):.0f}",
                   _fmt(m.get("decision"))]
-        audit_cell = " ".join(f"{_key(d)}:{a:.2f}" for d, a in sorted(audit(m).items()))
+        audit_cell = " ".join(f"{difficulty_key(d)}:{a:.2f}" for d, a in sorted(audit(m).items()))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells)
                     + (f'<td class="l">{audit_cell}</td>' if one_axis else "") + "</tr>")
     return (f"<table><tr>{''.join(f'<th>{h}</th>' for h in head)}</tr>{''.join(rows)}</table>"

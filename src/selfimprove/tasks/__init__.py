@@ -15,7 +15,7 @@ every task must pass on it too.
 
 from __future__ import annotations
 
-from selfimprove.tasks._base import Batch, Difficulty, Task, hash_uniform
+from selfimprove.tasks._base import Batch, Difficulty, Task, difficulty_key, hash_uniform
 
 TASKS: dict[str, Task] = {}
 
@@ -34,4 +34,4 @@ def get_task(name: str) -> Task:
 
 from selfimprove.tasks import arithmetic, maze, multiply, strings  # noqa: E402,F401  (registration)
 
-__all__ = ["TASKS", "Batch", "Difficulty", "Task", "get_task", "hash_uniform", "register"]
+__all__ = ["TASKS", "Batch", "Difficulty", "Task", "difficulty_key", "get_task", "hash_uniform", "register"]

@@ -10,6 +10,12 @@ import numpy as np
 
 Difficulty = tuple[int, ...]
 
+
+def difficulty_key(d: Difficulty) -> str:
+    """How metrics, audits and the console name a difficulty: (3, 4) -> "3,4"."""
+    return ",".join(map(str, d))
+
+
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
