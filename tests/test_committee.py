@@ -2,13 +2,16 @@
 members run in turn, resume with K > 1, a failing member stops the round cleanly, noise injection
 and the accelerated planner."""
 
+import copy
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from selfimprove.committee import Committee, Member, MemberError
-from selfimprove.config import dump_toml, load_config
+from selfimprove.config import TrainConfig, dump_toml, load_config
+from selfimprove.learner import Learner
 from selfimprove.loop import plan, run_loop, schedule
 from selfimprove.rundir import RunDir
 from selfimprove.tasks import get_task
@@ -57,13 +60,17 @@ def test_worker_processes_give_the_same_run_as_members_in_turn(tiny_overrides):
     assert without_seconds(a) == without_seconds(b)
 
 
-def test_resume_with_three_members_equals_an_uninterrupted_run(tiny_overrides):
-    cfg, run = start([*tiny_overrides, *K3, "loop.rounds=2"], "whole")
+@pytest.mark.parametrize("ema", [[], ["train.ema=0.9"]], ids=["raw", "ema"])
+def test_resume_with_three_members_equals_an_uninterrupted_run(tiny_overrides, ema):
+    cfg, run = start([*tiny_overrides, *K3, *ema, "loop.rounds=2"], "whole")
     whole = run_loop(cfg, run)
-    cfg1, part = start([*tiny_overrides, *K3, "loop.rounds=1"], "part")
+    cfg1, part = start([*tiny_overrides, *K3, *ema, "loop.rounds=1"], "part")
     run_loop(cfg1, part)
     resumed = run_loop(cfg1.model_copy(update={"loop": cfg1.loop.model_copy(update={"rounds": 2})}), part)
     assert without_seconds(resumed) == without_seconds(whole)
+    files = {p.name for p in part.checkpoint_dir(2).iterdir()}
+    assert ("learner-2.ema.safetensors" in files) == bool(ema)
+    assert set(part.manifest()["rounds"]["0002"]["checkpoint"]) == files
 
 
 def test_a_failing_member_is_named_by_seed_and_nothing_is_committed(tiny_overrides, monkeypatch):
@@ -164,3 +171,25 @@ def test_later_rounds_train_at_round_lr(tiny_overrides):
         # every round's schedule ends its decay at 1% of that round's peak
         member.train(r, *schedule(cfg.train, r), advance=lambda n: None)
         assert member.learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * peak)
+
+
+def test_the_moving_average_follows_every_step_and_is_what_labels(tiny_overrides):
+    cfg = load_config("quick", [*tiny_overrides, "train.ema=0.75"])
+    member = Member(cfg, 0)
+    learner = member.learner
+    seed = member.task.sample_seed((2,), range(50), 0)
+    member.add(0, [((2,), seed.prompts, seed.truths, 1.0)], lambda n: None)
+    expected = [p.detach().clone() for p in learner.model.parameters()]  # the average starts at the init
+
+    def follow(step, loss):
+        for e, p in zip(expected, learner.model.parameters()):
+            e.mul_(0.75).add_(p.detach(), alpha=0.25)
+
+    learner.train(member.corpus.batches(0, "accumulate", 32, np.random.default_rng(0)), 5, 0, 1, follow)
+    for e, a, p in zip(expected, learner.ema.parameters(), learner.model.parameters()):
+        torch.testing.assert_close(a, e)
+        assert not torch.equal(a, p)
+    # what labels is the average: a learner without one, holding the average's weights, answers alike
+    plain = Learner(learner.vocab, copy.deepcopy(learner.ema), TrainConfig(), learner.device)
+    prompts = member.task.sample((3,), range(40), 1).prompts
+    assert plain.generate(prompts, [4] * 40) == learner.generate(prompts, [4] * 40)

@@ -52,6 +52,9 @@ class TrainConfig(_Strict):
     warmup: float = Field(0.1, ge=0, lt=1, description="share of round-0 steps spent warming up")
     decay: float = Field(0.2, gt=0, le=1, description="share of round-0 steps spent decaying to 1% lr")
     round_decay: float = Field(0.5, gt=0, le=1, description="share of every later round's steps spent decaying")
+    ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights, "
+                       "updated every step; when > 0 the average labels and is audited (it extrapolates more "
+                       "steadily than the raw weights); 0 turns it off")
 
 
 class TaskConfig(_Strict):

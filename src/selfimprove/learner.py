@@ -1,5 +1,6 @@
 """One trainable model: the tiny NoPE transformer with its character vocabulary, AdamW state and
-warmup-stable-decay schedule.  `train` continues the same optimizer state across rounds.
+warmup-stable-decay schedule.  `train` continues the same optimizer state across rounds.  With
+`train.ema > 0` it also keeps an exponential moving average of the weights, which then generates.
 
     learner = Learner.create(alphabet="0123456789+=", model=ModelConfig(), train=TrainConfig(), seed=0)
     learner.train(batches, steps=100, warmup=10, decay=20)
@@ -8,6 +9,7 @@ warmup-stable-decay schedule.  `train` continues the same optimizer state across
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 from contextlib import nullcontext
@@ -84,6 +86,10 @@ class Learner:
             lr=train_cfg.lr, betas=(0.9, train_cfg.beta2), eps=train_cfg.eps,
             fused=device.type == "cuda",
         )
+        # The average generates; the raw weights only train. A tiny NoPE model's accuracy one step
+        # beyond its data swings from step to step (reverse addition, 8-digit sums after a 7-digit
+        # round: 0.01-0.72 every 50 steps); the average with decay 0.99 stays within 0.54-0.87.
+        self.ema = copy.deepcopy(model).requires_grad_(False) if train_cfg.ema > 0 else None
 
     @classmethod
     def create(cls, alphabet: str, model: ModelConfig, train: TrainConfig, seed: int, device: str = "auto"):
@@ -125,6 +131,10 @@ class Learner:
             if self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
+            if self.ema is not None:
+                with torch.no_grad():
+                    for average, weight in zip(self.ema.parameters(), self.model.parameters()):
+                        average.lerp_(weight, 1 - self.cfg.ema)
             losses.append(loss.item())
             if on_step is not None:
                 on_step(step, losses[-1])
@@ -132,12 +142,18 @@ class Learner:
 
     # --- generation ---------------------------------------------------------------------------
 
+    @property
+    def decoder(self) -> GPT:
+        """The weights that label and are audited: the moving average when there is one."""
+        return self.model if self.ema is None else self.ema
+
     def generate(self, prompts: list[str], budgets: list[int], batch_size: int = 1024
                  ) -> tuple[list[str], list[bool], list[float]]:
         """Greedy answers, each cut at EOS or after budget characters; whether EOS was produced; and
         the answer's confidence (smallest probability of a chosen token).
         Prompts are grouped by length so that no batch carries padding; BOS is added here."""
-        self.model.eval()
+        model = self.decoder
+        model.eval()
         texts: list[str] = [""] * len(prompts)
         finished: list[bool] = [False] * len(prompts)
         confidence: list[float] = [0.0] * len(prompts)
@@ -149,7 +165,7 @@ class Learner:
                 ids = torch.from_numpy(self.vocab.encode([BOS + prompts[i] for i in chunk])).to(self.device)
                 max_new = max(budgets[i] for i in chunk) + 1
                 with self._autocast():
-                    out, conf = self.model.generate(ids, max_new, eos_id=0)
+                    out, conf = model.generate(ids, max_new, eos_id=0)
                 for i, text, done, c in zip(chunk, *self.vocab.decode(out.cpu().numpy()), conf.tolist()):
                     budget = budgets[i]
                     texts[i], finished[i], confidence[i] = text[:budget], done and len(text) <= budget, c
@@ -158,21 +174,28 @@ class Learner:
     # --- checkpoints --------------------------------------------------------------------------
 
     def save(self, path: Path) -> list[Path]:
-        """Write `path`.safetensors (weights) and `path`.optim.safetensors (AdamW state)."""
+        """Write `path`.safetensors (weights), `path`.optim.safetensors (AdamW state) and, with a moving
+        average, `path`.ema.safetensors."""
         weights = path.with_suffix(".safetensors")
         optim = path.with_suffix(".optim.safetensors")
         save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(weights))
+        written = [weights, optim]
+        if self.ema is not None:
+            written.append(path.with_suffix(".ema.safetensors"))
+            save_file({k: v.contiguous() for k, v in self.ema.state_dict().items()}, str(written[-1]))
         state: dict[str, torch.Tensor] = {}
         for i, st in self.optimizer.state_dict()["state"].items():
             for key, value in st.items():
                 state[f"{i}.{key}"] = torch.as_tensor(value).reshape(-1) if key == "step" else value.contiguous()
         save_file(state, str(optim))
-        return [weights, optim]
+        return written
 
     def load(self, path: Path) -> None:
         weights = path.with_suffix(".safetensors")
         optim = path.with_suffix(".optim.safetensors")
         self.model.load_state_dict(load_file(str(weights), device=str(self.device)))
+        if self.ema is not None:
+            self.ema.load_state_dict(load_file(str(path.with_suffix(".ema.safetensors")), device=str(self.device)))
         tensors = load_file(str(optim), device=str(self.device))
         sd = self.optimizer.state_dict()
         state: dict[int, dict[str, torch.Tensor]] = {}
