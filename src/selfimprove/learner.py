@@ -88,7 +88,7 @@ class Learner:
         )
         # The average generates; the raw weights only train. A tiny NoPE model's accuracy one step
         # beyond its data swings from step to step (reverse addition, 8-digit sums after a 7-digit
-        # round: 0.01-0.72 every 50 steps); the average with decay 0.99 stays within 0.54-0.87.
+        # round: 0.00-0.72 every 50 steps); the average with decay 0.99 stays within 0.49-0.87.
         self.ema = copy.deepcopy(model).requires_grad_(False) if train_cfg.ema > 0 else None
 
     @classmethod
