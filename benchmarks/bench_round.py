@@ -1,7 +1,7 @@
 """selfimprove's tiny learner vs Hugging Face LlamaForCausalLM + generate, same size, same shapes.
 
     pip install -e '.[bench]' && python benchmarks/bench_round.py          # both sizes
-    python benchmarks/bench_round.py --sizes quick --label-prompts 512     # faster
+    python benchmarks/bench_round.py --sizes cpu --label-prompts 512     # faster
 
 Shapes are those of 17-digit reverse addition: `<bos>a+b=` is 37 tokens, the answer 18 digits + EOS.
 The Hugging Face model is the reference implementation's building block: LlamaForCausalLM with
@@ -114,13 +114,13 @@ def bench_size(name: str, preset: str, train_batch: int, label_prompts: int, tra
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="+", default=["quick", "paper"], choices=["quick", "paper"])
+    parser.add_argument("--sizes", nargs="+", default=["cpu", "paper"], choices=["cpu", "paper"])
     parser.add_argument("--label-prompts", type=int, default=1024)
     parser.add_argument("--train-steps", type=int, default=3)
     args = parser.parse_args()
     torch.manual_seed(0)
     print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    sizes = {"quick": ("cpu-reverse-add", 128), "paper": ("paper-reverse-add", 64)}
+    sizes = {"cpu": ("cpu-reverse-add", 128), "paper": ("paper-reverse-add", 64)}
     for size in args.sizes:
         preset, train_batch = sizes[size]
         r = bench_size(size, preset, train_batch, args.label_prompts, args.train_steps)
