@@ -141,6 +141,22 @@ def test_accelerated_planner_takes_every_self_consistent_step_and_at_least_one()
     assert plan(task, capped, Solver(limit=99), [(4,)], r=1)[0] == [(5,), (6,)]
 
 
+def test_a_round_that_kept_too_little_is_followed_by_one_at_the_same_difficulty(tiny_overrides):
+    cfg, run = start([*tiny_overrides, "loop.rounds=3", "loop.advance_at=0.9", "loop.filters=['length']"])
+    history = run_loop(cfg, run)
+    for before, after in zip(history[1:], history[2:]):
+        held = before["n_kept"] < 0.9 * before["n_generated"]
+        step = after["difficulties"][0][0] - before["difficulties"][0][0]
+        assert step == (0 if held else 1)
+    assert history[1]["n_kept"] < 0.9 * history[1]["n_generated"]  # the tiny learner fails the length filter
+    task = get_task("copy")
+    previous = {"round": 1, "difficulties": [[5]], "n_kept": 89, "n_generated": 100}
+    assert plan(task, cfg, None, [(4,), (5,)], 2, previous) == ([(5,)], {})
+    assert plan(task, cfg, None, [(4,), (5,)], 2, {**previous, "n_kept": 90}) == ([(6,)], {})
+    assert plan(task, cfg, None, [(4,)], 1, {"round": 0, "difficulties": [[4]], "n_kept": 0, "n_generated": 9}
+                ) == ([(5,)], {})
+
+
 @pytest.mark.parametrize("overrides, message", [
     (["loop.filters=['verify']"], "no verifier"),
     (["task.name=maze_nodes", "task.base=7", "loop.filters=['verify']"], "base must exceed 9"),

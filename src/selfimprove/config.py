@@ -92,6 +92,9 @@ class LoopConfig(_Strict):
     planner: Literal["fixed", "accelerated"] = Field(
         "fixed", description="fixed: one step per round; accelerated: also take every following step on "
         "which the committee is self-consistent (share of probe problems kept unanimously) >= tau")
+    advance_at: float = Field(0.0, ge=0, le=1, description="take the next step only after a round that kept at "
+                              "least this share of its problems; otherwise the next round draws fresh problems at "
+                              "the same difficulties, which the members have since trained on (0: always advance)")
     tau: float = Field(0.99, gt=0, le=1, description="self-consistency the accelerated planner asks for")
     probe_problems: int = Field(500, ge=1, description="problems per difficulty the accelerated planner probes")
     max_jump: int = Field(8, ge=1, description="most steps the accelerated planner takes in one round")

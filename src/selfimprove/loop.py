@@ -69,10 +69,13 @@ def self_consistency(committee: Committee, task: Task, cfg: Config, difficulties
     return min(shares)
 
 
-def plan(task: Task, cfg: Config, committee: Committee, trained: list[Difficulty], r: int
-         ) -> tuple[list[Difficulty], dict[str, float]]:
-    """The next round's difficulties: one step harder than what was trained; the accelerated planner
-    also takes each further step on which the committee is already self-consistent >= tau."""
+def plan(task: Task, cfg: Config, committee: Committee, trained: list[Difficulty], r: int,
+         previous: dict[str, Any] | None = None) -> tuple[list[Difficulty], dict[str, float]]:
+    """The next round's difficulties: one step harder than what was trained, or the previous round's
+    again if it kept less than `advance_at` of its problems; the accelerated planner also takes each
+    further step on which the committee is already self-consistent >= tau."""
+    if previous and previous["round"] > 0 and previous["n_kept"] < cfg.loop.advance_at * previous["n_generated"]:
+        return [tuple(d) for d in previous["difficulties"]], {}
     chosen = task.next_difficulties(trained, cfg.task.step)
     probes: dict[str, float] = {}
     if cfg.loop.planner == "accelerated":
@@ -195,7 +198,7 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, A
             if r > 0 and not all(map(task.drawable, task.next_difficulties(trained, cfg.task.step))):
                 ui.line(f"stopped: task {task.name} has no harder difficulty after {max(trained)}")
                 break
-            metrics = run_round(cfg, run, task, committee, r, trained, ui)
+            metrics = run_round(cfg, run, task, committee, r, trained, ui, history[-1] if history else None)
             history.append(metrics)
             if log_round is not None:
                 log_round(run.root, metrics)
@@ -207,7 +210,7 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, A
 
 
 def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int, trained: list[Difficulty],
-              ui: UI) -> dict[str, Any]:
+              ui: UI, previous: dict[str, Any] | None = None) -> dict[str, Any]:
     """One round, committed atomically; `trained` grows by the round's difficulties."""
     seconds: dict[str, float] = {}
     current, t = "", time.perf_counter()
@@ -223,7 +226,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     # plan (label-free)
     enter("plan")
     difficulties, probes = (task.base_difficulties(cfg.task.base), {}) if r == 0 else \
-        plan(task, cfg, committee, trained, r)
+        plan(task, cfg, committee, trained, r, previous)
 
     # act: problems with hidden truth; round 0 uses truth as labels (seed data), later rounds the committee
     enter("act")
