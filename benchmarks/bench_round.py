@@ -9,7 +9,7 @@ rope_theta = inf (rotary embedding is then the identity, i.e. NoPE), SDPA attent
 embeddings, fp32, the same threads. Training: forward + backward + AdamW step on the same batch.
 Labeling: greedy generation of 19 new tokens for a batch of prompts (HF: `generate(do_sample=False)`).
 Per-phase seconds of one round are projected from the measured throughputs and the preset's work
-(problems labelled, training steps, audit problems). Ends with grep-able `key: value` lines.
+(problems labelled, training steps, audit problems, times its committee size). Ends with grep-able `key: value` lines.
 """
 
 from __future__ import annotations
@@ -100,10 +100,11 @@ def bench_size(name: str, preset: str, train_batch: int, label_prompts: int, tra
     r["ours_label_tok_s"] = label_tokens / timed(ours_label, 2)
     r["hf_label_tok_s"] = label_tokens / timed(hf_label, 1)
 
-    # --- one round of the preset, projected from the throughputs ---
+    # --- one round of the preset (every member of its committee), projected from the throughputs ---
     audit_problems = cfg.audit.problems * (cfg.audit.below + cfg.audit.above + 1)
     work = {"act": cfg.loop.problems * new_tokens, "learn":
             cfg.train.round_steps * cfg.train.batch_size * (seqs.shape[1] - 1), "check": audit_problems * new_tokens}
+    work = {phase: n * cfg.committee.size for phase, n in work.items()}
     for impl in ("ours", "hf"):
         r[f"{impl}_round_act_s"] = work["act"] / r[f"{impl}_label_tok_s"]
         r[f"{impl}_round_learn_s"] = work["learn"] / r[f"{impl}_train_tok_s"]
