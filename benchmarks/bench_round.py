@@ -102,9 +102,10 @@ def bench_size(name: str, preset: str, train_batch: int, label_prompts: int, tra
 
     # --- one round of the preset (every member of its committee), projected from the throughputs ---
     audit_problems = cfg.audit.problems * (cfg.audit.below + cfg.audit.above + 1)
-    work = {"act": cfg.loop.problems * new_tokens, "learn":
-            cfg.train.round_steps * cfg.train.batch_size * (seqs.shape[1] - 1), "check": audit_problems * new_tokens}
-    work = {phase: n * cfg.committee.size for phase, n in work.items()}
+    k = cfg.committee.size
+    work = {"act": k * cfg.loop.problems * new_tokens, "learn":
+            k * cfg.train.round_steps * cfg.train.batch_size * (seqs.shape[1] - 1),
+            "check": k * audit_problems * new_tokens}
     for impl in ("ours", "hf"):
         r[f"{impl}_round_act_s"] = work["act"] / r[f"{impl}_label_tok_s"]
         r[f"{impl}_round_learn_s"] = work["learn"] / r[f"{impl}_train_tok_s"]

@@ -113,6 +113,7 @@ class Learner:
         only. Returns the loss of every step."""
         peak = self.cfg.lr if peak is None else peak
         self.model.train()
+        averaged = [] if self.ema is None else list(zip(self.ema.parameters(), self.model.parameters()))
         losses = []
         for step in range(steps):
             tokens, answer_start = next(batches)
@@ -131,10 +132,9 @@ class Learner:
             if self.cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
             self.optimizer.step()
-            if self.ema is not None:
-                with torch.no_grad():
-                    for average, weight in zip(self.ema.parameters(), self.model.parameters()):
-                        average.lerp_(weight, 1 - self.cfg.ema)
+            with torch.no_grad():
+                for average, weight in averaged:
+                    average.lerp_(weight, 1 - self.cfg.ema)
             losses.append(loss.item())
             if on_step is not None:
                 on_step(step, losses[-1])
@@ -173,29 +173,29 @@ class Learner:
 
     # --- checkpoints --------------------------------------------------------------------------
 
-    def save(self, path: Path) -> list[Path]:
-        """Write `path`.safetensors (weights), `path`.optim.safetensors (AdamW state) and, with a moving
-        average, `path`.ema.safetensors."""
-        weights = path.with_suffix(".safetensors")
-        optim = path.with_suffix(".optim.safetensors")
-        save_file({k: v.contiguous() for k, v in self.model.state_dict().items()}, str(weights))
-        written = [weights, optim]
+    def _networks(self, path: Path) -> list[tuple[GPT, Path]]:
+        """Each network with its weights file: `path`.safetensors, and `path`.ema.safetensors for the average."""
+        networks = [(self.model, path.with_suffix(".safetensors"))]
         if self.ema is not None:
-            written.append(path.with_suffix(".ema.safetensors"))
-            save_file({k: v.contiguous() for k, v in self.ema.state_dict().items()}, str(written[-1]))
+            networks.append((self.ema, path.with_suffix(".ema.safetensors")))
+        return networks
+
+    def save(self, path: Path) -> list[Path]:
+        """Write the weights (and the moving average's) and `path`.optim.safetensors (AdamW state)."""
+        for net, file in self._networks(path):
+            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(file))
+        optim = path.with_suffix(".optim.safetensors")
         state: dict[str, torch.Tensor] = {}
         for i, st in self.optimizer.state_dict()["state"].items():
             for key, value in st.items():
                 state[f"{i}.{key}"] = torch.as_tensor(value).reshape(-1) if key == "step" else value.contiguous()
         save_file(state, str(optim))
-        return written
+        return [file for _, file in self._networks(path)] + [optim]
 
     def load(self, path: Path) -> None:
-        weights = path.with_suffix(".safetensors")
+        for net, file in self._networks(path):
+            net.load_state_dict(load_file(str(file), device=str(self.device)))
         optim = path.with_suffix(".optim.safetensors")
-        self.model.load_state_dict(load_file(str(weights), device=str(self.device)))
-        if self.ema is not None:
-            self.ema.load_state_dict(load_file(str(path.with_suffix(".ema.safetensors")), device=str(self.device)))
         tensors = load_file(str(optim), device=str(self.device))
         sd = self.optimizer.state_dict()
         state: dict[int, dict[str, torch.Tensor]] = {}
