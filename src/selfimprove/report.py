@@ -159,6 +159,12 @@ def n_axes(run: Run) -> int:
     return 1
 
 
+def frontier_label(runs: list[Run]) -> str:
+    """The frontier axis's label: what frontier_value plots for these runs' tasks."""
+    axes = {n_axes(run) for run in runs}
+    return "frontier (0: none)" if axes == {1} else "frontier (largest i+j)" if 1 not in axes else "frontier"
+
+
 # --- the verdict -----------------------------------------------------------------------------------
 
 
@@ -421,9 +427,8 @@ def _single_run_page(run: Run, figs: _Figures) -> tuple[list[str], list[str]]:
                  figs.single(lambda ax, f: fig_audit_curves(run, ax, f)))
     else:
         figs.add("audit", "audit accuracy heatmaps at chosen rounds", lambda: fig_audit_heatmaps(run))
-    frontier = "frontier (0: none)" if axes == 1 else "frontier (largest i+j)"
     figs.add("frontier", "frontier vs round", lambda: fig_lines(
-        [run], [(frontier, frontier_value, {"line": {"drawstyle": "steps-mid"}})],
+        [run], [(frontier_label([run]), frontier_value, {"line": {"drawstyle": "steps-mid"}})],
         "Frontier (hardest difficulty with audit ≥ 0.99)"))
     figs.add("labels", "label precision, recall and kept share", figs.single(lambda ax, f: fig_labels(run, ax)))
     shares = vote_shares(run, figs.warn)
@@ -441,7 +446,7 @@ def _single_run_page(run: Run, figs: _Figures) -> tuple[list[str], list[str]]:
 
 def _compare_page(run_list: list[Run], figs: _Figures) -> tuple[list[str], list[str]]:
     figs.add("compare", "frontier, label precision and kept share of every run", lambda: fig_lines(run_list, [
-        ("frontier", frontier_value, {"line": {"drawstyle": "steps-mid"}}),
+        (frontier_label(run_list), frontier_value, {"line": {"drawstyle": "steps-mid"}}),
         ("label precision", lambda m: m.get("label_precision"), {"axes": {"ylim": (-0.03, 1.03)}}),
         ("kept share", kept_share, {"axes": {"ylim": (-0.03, 1.03)}})], "Runs compared"))
     rows = []
