@@ -161,6 +161,8 @@ def test_a_round_that_kept_too_little_is_followed_by_one_at_the_same_difficulty(
     (["loop.filters=['verify']"], "no verifier"),
     (["task.name=maze_nodes", "task.base=7", "loop.filters=['verify']"], "base must exceed 9"),
     (["task.name=maze_hops", "task.base=30", "loop.filters=['verify']"], "cannot draw"),
+    (["task.name=maze_hops", "task.nodes=3", "task.base=3", "loop.filters=['verify']"], "cannot draw"),
+    (["task.nodes=10"], "task.nodes sets the tree size of maze_hops"),
     (["loop.planner=accelerated"], "committee.size > 1"),
     (["noise.round=9", "loop.rounds=3"], "after the last round"),
 ])

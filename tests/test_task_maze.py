@@ -95,3 +95,16 @@ def test_maze_prompts_hide_the_path_order():
 def test_ten_thousand_mazes_in_one_call_are_all_different():
     b = hops.sample((9,), np.arange(10_000), seed=0)
     assert len(set(b.prompts)) == 10_000
+
+
+def test_task_nodes_sets_the_tree_size_of_maze_hops_and_reaches_the_workers():
+    from selfimprove.committee import Member
+    from selfimprove.config import load_config
+
+    cfg = load_config("cpu-maze-hops", ["task.nodes=10", "model.n_layer=1", "model.d_model=16", "model.d_ff=16"])
+    batch = Member(cfg, 0).task.sample((4,), range(20), seed=0)  # what every member (and worker) draws
+    for prompt, truth in zip(batch.prompts, batch.truths):
+        start, end, adjacency = parse(prompt)
+        assert len(adjacency) == 10 and len(prompt) == 9 * 10
+        assert bfs_path(adjacency, start, end) == (truth.split(">"), 10) and len(truth.split(">")) == 5
+    assert hops.nodes == 30  # the registered task keeps the paper's size

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from selfimprove.config import ConfigError, dump_toml, load_config, presets, validate
 from selfimprove.rundir import RunDir, RunError
-from selfimprove.tasks import difficulty_key, get_task
+from selfimprove.tasks import difficulty_key
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Recursive self-improvement loops, audited against held-out truth every round.")
@@ -114,7 +114,7 @@ def run(
         run_dir = RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed, overwrite)
     except (ConfigError, RunError) as e:
         fail(str(e))
-    seeds = [difficulty_key(d) for d in get_task(cfg.task.name).base_difficulties(cfg.task.base)]
+    seeds = [difficulty_key(d) for d in cfg.task.build().base_difficulties(cfg.task.base)]
     console.print(f"run {run_dir.root}: task {cfg.task.name}, seed data {seeds[0]}..{seeds[-1]}, "
                   f"{cfg.loop.rounds} rounds")
     _execute(cfg, run_dir)

@@ -26,7 +26,7 @@ import numpy as np
 from selfimprove.config import Config
 from selfimprove.corpus import Corpus, make_level
 from selfimprove.learner import Learner
-from selfimprove.tasks import Difficulty, Task, get_task
+from selfimprove.tasks import Difficulty, Task
 
 Advance = Callable[[int], None]
 
@@ -44,7 +44,7 @@ class Member:
 
     def __init__(self, cfg: Config, k: int):
         self.cfg, self.k, self.seed = cfg, k, member_seed(cfg, k)
-        self.task = get_task(cfg.task.name)
+        self.task = cfg.task.build()
         self.learner = Learner.create(self.task.alphabet, cfg.model, cfg.train, self.seed, cfg.device)
         self.corpus = Corpus()
 

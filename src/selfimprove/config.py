@@ -8,13 +8,17 @@ Every mistake raises ConfigError with a message naming the key, the value and wh
 
 from __future__ import annotations
 
+import copy
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import tomli_w
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from selfimprove.tasks import Task
 
 
 class ConfigError(ValueError):
@@ -61,6 +65,8 @@ class TaskConfig(_Strict):
     name: str = Field("reverse_add", description="registered task; `selfimprove tasks` lists them")
     base: int = Field(7, ge=1, le=1000, description="seed data covers difficulties 1..base on every axis")
     step: int = Field(1, ge=1, le=100, description="how much harder each self-improvement round gets")
+    nodes: int | None = Field(None, ge=3, le=99, description="maze_hops only: nodes of every tree (default: the "
+                              "paper's 30); prompts have 9 characters a node, so fewer nodes train faster")
     seed_mix: Literal["task", "uniform"] = Field(
         "task", description="share of round-0 steps per base difficulty: the task's seed distribution (for "
         "addition, as the paper's independently drawn operand lengths) or the same for every difficulty")
@@ -73,6 +79,23 @@ class TaskConfig(_Strict):
         if name not in TASKS:
             raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(sorted(TASKS))}")
         return name
+
+    @model_validator(mode="after")
+    def _nodes_only_for_maze_hops(self):
+        if self.nodes is not None and self.name != "maze_hops":
+            raise ValueError(f"task.nodes sets the tree size of maze_hops; task {self.name!r} has no such "
+                             f"setting: remove task.nodes")
+        return self
+
+    def build(self) -> Task:
+        """The registered task, with this config's settings applied (task.nodes)."""
+        from selfimprove.tasks import get_task
+
+        task = get_task(self.name)
+        if self.nodes is not None:
+            task = copy.copy(task)
+            task.nodes = self.nodes
+        return task
 
 
 class LoopConfig(_Strict):
@@ -143,9 +166,9 @@ class Config(_Strict):
 
     @model_validator(mode="after")
     def _task_can_verify(self):
-        from selfimprove.tasks import Task, get_task
+        from selfimprove.tasks import Task
 
-        task = get_task(self.task.name)
+        task = self.task.build()
         if "verify" in self.loop.filters and type(task).verify is Task.verify:
             raise ValueError(f"loop.filters has 'verify' but task {self.task.name!r} has no verifier; "
                              f"remove it (tasks with a verifier: the maze tasks)")

@@ -27,7 +27,7 @@ from selfimprove.config import Config, TrainConfig
 from selfimprove.filters import Verdicts, apply_filters, vote
 from selfimprove.noise import corrupt
 from selfimprove.rundir import RunDir
-from selfimprove.tasks import Difficulty, Task, difficulty_key, get_task
+from selfimprove.tasks import Difficulty, Task, difficulty_key
 
 
 class UI(Protocol):
@@ -179,7 +179,7 @@ def label_quality(labels, kept, answers, truths) -> tuple[float | None, float | 
 def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, Any]]:
     """Run (or resume) rounds until `loop.rounds` or `loop.target`; returns the metrics of every round."""
     ui = ui or QuietUI()
-    task = get_task(cfg.task.name)
+    task = cfg.task.build()
     log_round = None
     if cfg.tracking == "tensorboard":
         from selfimprove.tracking import log_round  # fails here, before any work, if the extra is missing

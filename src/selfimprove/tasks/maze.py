@@ -12,9 +12,9 @@ every answer 3h + 2 (the learner batches by length). N = 4, h = 2:
 
     07>42#42:13-13:42,07,88-07:13-88:13=  ->  07>13>42
 
-maze_hops, difficulty (h,): N = 30 nodes, h hops (1..29). maze_nodes, difficulty (N,): h = 9 hops,
-N nodes (10..99); its seed data covers 10..base nodes. A step adds `task.step` nodes (the paper
-steps by 3: preset paper-maze-nodes sets task.step = 3).
+maze_hops, difficulty (h,): N = 30 nodes (the paper's; config `task.nodes` sets another N), h hops
+(1..N-1). maze_nodes, difficulty (N,): h = 9 hops, N nodes (10..99); its seed data covers 10..base
+nodes. A step adds `task.step` nodes (the paper steps by 3: preset paper-maze-nodes sets task.step = 3).
 
 `verify` needs no truth: the answer must be a path along listed edges, without a repeated node, from
 the asked start to the asked end; in a tree only the true path passes.
@@ -151,7 +151,7 @@ def _tokens(labels: np.ndarray, separators: np.ndarray) -> np.ndarray:
 class MazeHops(Maze):
     name = "maze_hops"
     axes = ("hops",)
-    description = "path of h hops in a random tree of 30 nodes"
+    description = "path of h hops in a random tree of 30 nodes (task.nodes)"
     nodes = 30
 
 
