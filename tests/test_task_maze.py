@@ -99,10 +99,11 @@ def test_ten_thousand_mazes_in_one_call_are_all_different():
 
 def test_task_nodes_sets_the_tree_size_of_maze_hops_and_reaches_the_workers():
     from selfimprove.committee import Member
-    from selfimprove.config import load_config
+    from selfimprove.config import Config, load_config
 
     cfg = load_config("cpu-maze-hops", ["task.nodes=10", "model.n_layer=1", "model.d_model=16", "model.d_ff=16"])
-    batch = Member(cfg, 0).task.sample((4,), range(20), seed=0)  # what every member (and worker) draws
+    in_worker = Config.model_validate_json(cfg.model_dump_json())  # how a worker process receives it
+    batch = Member(in_worker, 0).task.sample((4,), range(20), seed=0)
     for prompt, truth in zip(batch.prompts, batch.truths):
         start, end, adjacency = parse(prompt)
         assert len(adjacency) == 10 and len(prompt) == 9 * 10
