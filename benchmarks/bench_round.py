@@ -1,7 +1,7 @@
 """selfimprove's tiny learner vs Hugging Face LlamaForCausalLM + generate, same size, same shapes.
 
     pip install -e '.[bench]' && python benchmarks/bench_round.py          # both sizes
-    python benchmarks/bench_round.py --sizes cpu --label-prompts 512     # faster
+    python benchmarks/bench_round.py --sizes cpu --label-prompts 512       # faster
 
 Shapes are those of 17-digit reverse addition: `<bos>a+b=` is 37 tokens, the answer 18 digits + EOS.
 The Hugging Face model is the reference implementation's building block: LlamaForCausalLM with
