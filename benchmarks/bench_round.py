@@ -8,6 +8,8 @@ The Hugging Face model is the reference implementation's building block: LlamaFo
 rope_theta = inf (rotary embedding is then the identity, i.e. NoPE), SDPA attention, untied
 embeddings, fp32, the same threads. Training: forward + backward + AdamW step on the same batch.
 Labeling: greedy generation of 19 new tokens for a batch of prompts (HF: `generate(do_sample=False)`).
+Untrained weights may choose EOS anywhere, so both sides mask it (HF: min_new_tokens = 19; ours: a hook
+on the output layer) and every row generates all 19 tokens; the run stops if either side generated fewer.
 Per-phase seconds of one round are projected from the measured throughputs and the preset's work
 (problems labelled, training steps, audit problems, times its committee size). Ends with grep-able `key: value` lines.
 """
@@ -40,6 +42,16 @@ def hf_model(m: ModelConfig, vocab_size: int):
                       tie_word_embeddings=False, bos_token_id=0, eos_token_id=0, pad_token_id=0)
     torch.manual_seed(0)
     return LlamaForCausalLM._from_config(cfg, attn_implementation="sdpa").float()
+
+
+def check_same_work(generated: dict[str, list[int]], new_tokens: int) -> None:
+    """Both sides must generate `new_tokens` tokens for every row, or the throughputs compare different work."""
+    for side, counts in generated.items():
+        short = [n for n in counts if n != new_tokens]
+        if short:
+            raise SystemExit(f"labelling: {side} generated {min(counts)}..{max(counts)} tokens per row instead of "
+                             f"{new_tokens} in {len(short)} of {len(counts)} rows (it stopped at EOS), so it did "
+                             "less work than the other side; the tok/s would not compare")
 
 
 def timed(fn, repeats: int) -> float:
@@ -85,20 +97,30 @@ def bench_size(name: str, preset: str, train_batch: int, label_prompts: int, tra
     prompts = ["\0" + p for p in batch.prompts[:label_prompts]]
     ids = torch.from_numpy(seqs[:label_prompts, :prompt_len])
     hf.eval()
+    # EOS logit to -inf, as HF's min_new_tokens does: no row stops early, so both sides do the same work.
+    eos = torch.tensor([0])
+    no_eos = learner.decoder.head.register_forward_hook(
+        lambda module, args, logits: logits.index_fill(-1, eos, float("-inf")))
+
+    generated: dict[str, list[int]] = {}  # side -> tokens generated per row, EOS included
 
     def ours_label():
         texts, _, _ = learner.generate(prompts, [new_tokens - 1] * label_prompts, batch_size=label_prompts)
-        assert len(texts) == label_prompts
+        # the text and its EOS, or the text cut at the budget and the token after it
+        generated["ours"] = [len(text) + 1 for text in texts]
 
     def hf_label():
         with torch.inference_mode():
             out = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                              do_sample=False, eos_token_id=0, pad_token_id=0)
-        assert out.shape[0] == label_prompts
+                              min_new_tokens=new_tokens, do_sample=False, eos_token_id=0, pad_token_id=0)
+        is_eos = out[:, prompt_len:] == 0  # up to and including the first EOS, or all max_new_tokens
+        generated["hf"] = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, is_eos.shape[1]).tolist()
 
     label_tokens = label_prompts * new_tokens
     r["ours_label_tok_s"] = label_tokens / timed(ours_label, 2)
     r["hf_label_tok_s"] = label_tokens / timed(hf_label, 1)
+    no_eos.remove()
+    check_same_work(generated, new_tokens)
 
     # --- one round of the preset (every member of its committee), projected from the throughputs ---
     audit_problems = cfg.audit.problems * (cfg.audit.below + cfg.audit.above + 1)

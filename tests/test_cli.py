@@ -3,26 +3,39 @@ nothing is overwritten."""
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
+from conftest import learning_overrides
 from typer.testing import CliRunner
 
 from selfimprove.cli import app
 from selfimprove.rundir import RunDir
 
 runner = CliRunner()
+pytestmark = pytest.mark.learns
 
 
 def sets(overrides):
     return [x for o in overrides for x in ("--set", o)]
 
 
-@pytest.fixture
-def finished_run(tiny_overrides, tmp_path):
-    result = runner.invoke(app, ["run", *sets(tiny_overrides)])
+@pytest.fixture(scope="module")
+def _finished(tmp_path_factory):
+    """One finished run of the learning config, made once for this module."""
+    out = tmp_path_factory.mktemp("cli") / "runs"
+    result = runner.invoke(app, ["run", *sets(learning_overrides(out))])
     assert result.exit_code == 0, result.output
-    return tmp_path / "runs" / "tiny"
+    return out / "tiny"
+
+
+@pytest.fixture
+def finished_run(_finished, tmp_path):
+    """A copy of that run, where each test's `tiny_overrides` put it."""
+    root = tmp_path / "runs" / "tiny"
+    shutil.copytree(_finished, root)
+    return root
 
 
 def test_run_prints_one_greppable_line_per_round(finished_run, tiny_overrides):
@@ -30,7 +43,7 @@ def test_run_prints_one_greppable_line_per_round(finished_run, tiny_overrides):
     assert result.exit_code == 0
     assert "status: finished" in result.output and "committed rounds: 3" in result.output
     line = next(x for x in result.output.splitlines() if x.startswith("round 2 |"))
-    assert line.startswith("round 2 | difficulty (5,) | kept ") and "| audit 4:" in line and line.endswith(" s")
+    assert line.startswith("round 2 | difficulty (5,) | kept ") and "| audit 2:" in line and line.endswith(" s")
 
 
 def test_existing_run_is_refused_and_kept(finished_run, tiny_overrides):
@@ -42,7 +55,7 @@ def test_existing_run_is_refused_and_kept(finished_run, tiny_overrides):
 
 
 def test_overwrite_replaces_a_run(finished_run, tiny_overrides):
-    result = runner.invoke(app, ["run", *sets([*tiny_overrides, "loop.rounds=0"]), "--overwrite"])
+    result = runner.invoke(app, ["run", *sets([*tiny_overrides, "loop.rounds=0", "train.steps=1"]), "--overwrite"])
     assert result.exit_code == 0, result.output
     assert json.loads((finished_run / "manifest.json").read_text())["committed_rounds"] == [0]
 
@@ -136,7 +149,7 @@ def test_a_failing_committee_member_exits_non_zero_with_its_seed(tiny_overrides,
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(Member, "generate", broken)
-    result = runner.invoke(app, ["run", *sets(tiny_overrides), "--set", "committee.size=2"])
+    result = runner.invoke(app, ["run", *sets(tiny_overrides), "--set", "committee.size=2", "--set", "train.steps=1"])
     assert result.exit_code == 2 and "seed 0" in result.output and "disk full" in result.output
     assert RunDir.open(Path(tiny_overrides[0].split("=", 1)[1]) / "tiny").manifest()["status"] == "failed"
 
@@ -167,3 +180,9 @@ def test_resume_refuses_a_run_that_is_running_and_status_survives_damage(finishe
     (finished_run / "metrics.jsonl").write_text("{not json\n")
     result = runner.invoke(app, ["status", str(finished_run)])
     assert result.exit_code == 2 and "damaged" in result.output
+
+
+def test_status_says_why_a_run_stopped(finished_run):
+    RunDir.open(finished_run).set_status("finished", stop_reason="round 2 kept none of its 200 labels at (5,)")
+    result = runner.invoke(app, ["status", str(finished_run)])
+    assert "stopped: round 2 kept none of its 200 labels at (5,)" in result.output

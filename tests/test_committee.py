@@ -5,6 +5,7 @@ and the accelerated planner."""
 import copy
 from pathlib import Path
 
+import fakes
 import numpy as np
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch
 from selfimprove.committee import Committee, Member, MemberError
 from selfimprove.config import TrainConfig, dump_toml, load_config
 from selfimprove.learner import Learner
-from selfimprove.loop import plan, run_loop, schedule
+from selfimprove.loop import run_loop, schedule
 from selfimprove.rundir import RunDir
 from selfimprove.tasks import get_task
 
@@ -29,22 +30,24 @@ def without_seconds(metrics):
 K3 = ["committee.size=3", "loop.filters=['majority', 'length']", "committee.agree=0.6", "loop.rounds=1"]
 
 
+@pytest.mark.learns
 def test_three_members_vote_and_every_candidate_records_each_output(tiny_overrides):
     cfg, run = start([*tiny_overrides, *K3])
     history = run_loop(cfg, run)
     m = history[1]
     assert m["committee"] == 3 and len(m["audit_members"]) == 3
     c = run.candidates(1).to_pydict()
-    for outputs, share, kept, reason, label in zip(c["outputs"], c["vote_share"], c["kept"], c["drop_reason"],
-                                                   c["label"]):
-        assert len(outputs) == 3
-        top = max(outputs.count(o) for o in outputs)
+    for outputs, finished, share, kept, reason, label in zip(c["outputs"], c["finished"], c["vote_share"], c["kept"],
+                                                             c["drop_reason"], c["label"]):
+        assert len(outputs) == len(finished) == 3
+        votes = list(zip(outputs, finished))  # an answer cut at the budget is not the same vote as one with EOS
+        top = max(votes.count(v) for v in votes)
         assert share == pytest.approx(top / 3)
         if share < 0.6:
             assert not kept and reason in ("majority: too few agree", "majority: tie")
         if kept:
-            assert outputs.count(label) == top
-    answers = [max(o, key=o.count) for o in c["outputs"]]
+            assert votes.count((label, True)) == top  # kept labels passed the length filter: they ended in EOS
+    answers = [max(zip(o, f), key=list(zip(o, f)).count)[0] for o, f in zip(c["outputs"], c["finished"])]
     right = [k for a, t, k in zip(answers, c["truth"], c["kept"]) if a == t]
     assert m["label_recall"] == (np.mean(right) if right else None)
     assert sum(m["drop_reasons"].values()) == m["n_generated"] - m["n_kept"]
@@ -52,6 +55,7 @@ def test_three_members_vote_and_every_candidate_records_each_output(tiny_overrid
     assert files == sorted(f"learner-{k}{s}" for k in range(3) for s in (".safetensors", ".optim.safetensors"))
 
 
+@pytest.mark.learns
 def test_worker_processes_give_the_same_run_as_members_in_turn(tiny_overrides):
     _, run_a = start([*tiny_overrides, *K3, "loop.rounds=1"], "inline")
     a = run_loop(load_config(str(run_a.root / "config.toml")), run_a)
@@ -60,6 +64,7 @@ def test_worker_processes_give_the_same_run_as_members_in_turn(tiny_overrides):
     assert without_seconds(a) == without_seconds(b)
 
 
+@pytest.mark.learns
 @pytest.mark.parametrize("ema", [[], ["train.ema=0.9"]], ids=["raw", "ema"])
 def test_resume_with_three_members_equals_an_uninterrupted_run(tiny_overrides, ema):
     cfg, run = start([*tiny_overrides, *K3, *ema, "loop.rounds=2"], "whole")
@@ -73,7 +78,7 @@ def test_resume_with_three_members_equals_an_uninterrupted_run(tiny_overrides, e
     assert set(part.manifest()["rounds"]["0002"]["checkpoint"]) == files
 
 
-def test_a_failing_member_is_named_by_seed_and_nothing_is_committed(tiny_overrides, monkeypatch):
+def test_a_failing_member_is_named_by_seed_and_nothing_is_committed(fake_overrides, monkeypatch):
     original = Member.train
 
     def train(self, r, *args):
@@ -82,12 +87,13 @@ def test_a_failing_member_is_named_by_seed_and_nothing_is_committed(tiny_overrid
         return original(self, r, *args)
 
     monkeypatch.setattr(Member, "train", train)
-    cfg, run = start([*tiny_overrides, *K3, "seed=7"])
+    cfg, run = start([*fake_overrides, "seed=7"])
     with pytest.raises(MemberError, match=r"member 1 \(seed 1007\).*out of memory"):
-        run_loop(cfg, run)
+        run_loop(cfg, run, make_learner=fakes.fake_learner)
     assert run.committed() == [0] and not run.round_dir(1).exists() and len(run.metrics()) == 1
 
 
+@pytest.mark.learns
 def test_a_dead_worker_is_reported_with_its_members_seeds(tiny_overrides):
     cfg = load_config("quick", [*tiny_overrides, *K3, "committee.workers=2"])
     committee = Committee(cfg, get_task(cfg.task.name))
@@ -102,59 +108,16 @@ def test_a_dead_worker_is_reported_with_its_members_seeds(tiny_overrides):
     assert not any(p.is_alive() for p, _, _ in committee.workers)
 
 
-def test_noise_corrupts_the_asked_share_of_kept_labels(tiny_overrides):
-    cfg, run = start([*tiny_overrides, "loop.filters=['none']", "noise.round=1", "noise.share=0.5",
-                      "noise.kind=perturb"])
-    history = run_loop(cfg, run)
+def test_noise_corrupts_the_asked_share_of_kept_labels(fake_overrides):
+    cfg, run = start([*fake_overrides, "committee.size=1", "loop.filters=['none']", "noise.round=1",
+                      "noise.share=0.5", "noise.kind=perturb"])
+    history = run_loop(cfg, run, make_learner=fakes.fake_learner)
     c = run.candidates(1).to_pydict()
     corrupted = [i for i, x in enumerate(c["corrupted"]) if x]
     assert len(corrupted) == history[1]["n_corrupted"] == round(0.5 * history[1]["n_kept"])
     assert all(c["label"][i] != c["outputs"][i][0] for i in corrupted)
     assert all(c["label"][i] == c["outputs"][i][0] for i in range(len(c["label"])) if i not in corrupted)
     assert not any(run.candidates(2).to_pydict()["corrupted"])
-
-
-class Solver:
-    """A stand-in committee that copies strings up to `limit` characters and garbles longer ones."""
-
-    size = 1
-
-    def __init__(self, limit):
-        self.limit = limit
-
-    def generate(self, prompts, advance=None):
-        answers = [p[:-1] if len(p) - 1 <= self.limit else "x" for p in prompts]
-        return [[a] for a in answers], [[True] for _ in prompts], [[1.0] for _ in prompts]
-
-
-def test_accelerated_planner_takes_every_self_consistent_step_and_at_least_one():
-    task = get_task("copy")
-    cfg = load_config("quick", ["task.name=copy", "loop.planner=accelerated", "loop.probe_problems=20",
-                                "committee.size=2", "loop.filters=['length']"])
-    chosen, probes = plan(task, cfg, Solver(limit=7), [(1,), (2,), (3,), (4,)], r=1)
-    assert chosen == [(5,), (6,), (7,)] and probes == {"6": 1.0, "7": 1.0, "8": 0.0}
-    chosen, _ = plan(task, cfg, Solver(limit=0), [(1,), (2,), (3,), (4,)], r=1)
-    assert chosen == [(5,)]
-    fixed = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"planner": "fixed"})})
-    assert plan(task, fixed, Solver(limit=99), [(4,)], r=1) == ([(5,)], {})
-    capped = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"max_jump": 2})})
-    assert plan(task, capped, Solver(limit=99), [(4,)], r=1)[0] == [(5,), (6,)]
-
-
-def test_a_round_that_kept_too_little_is_followed_by_one_at_the_same_difficulty(tiny_overrides):
-    cfg, run = start([*tiny_overrides, "loop.rounds=3", "loop.advance_at=0.9", "loop.filters=['length']"])
-    history = run_loop(cfg, run)
-    for before, after in zip(history[1:], history[2:]):
-        held = before["n_kept"] < 0.9 * before["n_generated"]
-        step = after["difficulties"][0][0] - before["difficulties"][0][0]
-        assert step == (0 if held else 1)
-    assert history[1]["n_kept"] < 0.9 * history[1]["n_generated"]  # the tiny learner fails the length filter
-    task = get_task("copy")
-    previous = {"round": 1, "difficulties": [[5]], "n_kept": 89, "n_generated": 100}
-    assert plan(task, cfg, None, [(4,), (5,)], 2, previous) == ([(5,)], {})
-    assert plan(task, cfg, None, [(4,), (5,)], 2, {**previous, "n_kept": 90}) == ([(6,)], {})
-    assert plan(task, cfg, None, [(4,)], 1, {"round": 0, "difficulties": [[4]], "n_kept": 0, "n_generated": 9}
-                ) == ([(5,)], {})
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -183,9 +146,9 @@ def test_members_differ_by_seed(tiny_overrides):
 def test_later_rounds_train_at_round_lr(tiny_overrides):
     cfg = load_config("quick", [*tiny_overrides, "train.lr=0.01", "train.round_lr=0.002"])
     member = Member(cfg, 0)
-    seed = member.task.sample_seed((1,), range(50), 0)
-    member.add(0, [((1,), seed.prompts, seed.truths, 1.0)], lambda n: None)
     for r, peak in [(0, 0.01), (1, 0.002), (2, 0.002)]:
+        seed = member.task.sample_seed((r + 1,), range(50), 0)
+        member.add(r, [((r + 1,), seed.prompts, seed.truths, 1.0)], lambda n: None)
         # every round's schedule ends its decay at 1% of that round's peak
         member.train(r, *schedule(cfg.train, r), advance=lambda n: None)
         assert member.learner.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * peak)
@@ -211,3 +174,68 @@ def test_the_moving_average_follows_every_step_and_is_what_labels(tiny_overrides
     plain = Learner(learner.vocab, copy.deepcopy(learner.ema), TrainConfig(), learner.device)
     prompts = member.task.sample((3,), range(40), 1).prompts
     assert plain.generate(prompts, [4] * 40) == learner.generate(prompts, [4] * 40)
+
+
+# --- exact values with fake members (tests/fakes.py) ----------------------------------------------
+
+
+def test_worker_processes_return_each_members_answers_in_member_order(fake_overrides):
+    cfg, inline = start([*fake_overrides, "loop.rounds=1"], "inline")
+    a = run_loop(cfg, inline, make_learner=fakes.fake_learner)
+    cfg, workers = start([*fake_overrides, "loop.rounds=1", "committee.workers=2"], "workers")
+    b = run_loop(cfg, workers, make_learner=fakes.fake_learner)
+    assert without_seconds(a) == without_seconds(b)
+    c = workers.candidates(1).to_pydict()
+    seeds = [cfg.seed + 1000 * k for k in range(3)]
+    assert c["outputs"] == [[fakes.answer(s, k, p) for k, s in enumerate(seeds)] for p in c["prompt"]]
+    assert c["confidence"] == [[fakes.RIGHT_CONFIDENCE if fakes.is_right(s, k, p) else fakes.WRONG_CONFIDENCE
+                                for k, s in enumerate(seeds)] for p in c["prompt"]]
+    # the members differ, so a permutation of them shows in every per-member figure
+    assert len({str(m) for m in b[1]["audit_members"]}) == 3
+
+
+def test_per_member_problems_are_each_members_own_and_all_vote(fake_overrides):
+    cfg, run = start([*fake_overrides, "loop.rounds=1", "committee.problems=per_member"])
+    history = run_loop(cfg, run, make_learner=fakes.fake_learner)
+    c = run.candidates(1).to_pydict()
+    assert history[1]["n_generated"] == 3 * cfg.loop.problems
+    proposed = [[p for p, k in zip(c["prompt"], c["proposer"]) if k == member] for member in range(3)]
+    assert [len(p) for p in proposed] == [cfg.loop.problems] * 3
+    assert not set(proposed[0]) & set(proposed[1]) and not set(proposed[1]) & set(proposed[2])  # 26^5 strings
+    assert all(len(outs) == 3 for outs in c["outputs"])
+
+
+def test_vote_confidence_averages_only_the_members_that_gave_the_label(fake_overrides):
+    # length 6: members right 60%, 50%, 40%; a label given by two members at confidence 0.75 and one wrong
+    # member at 0.25 passes min_confidence 0.7 only if the wrong member's 0.25 is left out of the mean
+    cfg, run = start([*fake_overrides, "loop.rounds=2", "committee.agree=0.6",
+                      "loop.filters=['majority', 'length', 'confidence']", "loop.min_confidence=0.7"])
+    history = run_loop(cfg, run, make_learner=fakes.fake_learner)
+    c = run.candidates(2).to_pydict()
+    split = [i for i, outs in enumerate(c["outputs"]) if len(set(outs)) == 2]
+    assert split
+    for i in split:
+        right = c["label"][i] is not None
+        assert right == (fakes.truth(c["prompt"][i]) == max(c["outputs"][i], key=c["outputs"][i].count))
+    assert history[2]["label_precision"] == 1.0
+
+
+class Weighted(type(get_task("copy"))):
+    """Copy, with seed data of length d weighted d (hand-computable mixture weights)."""
+
+    def seed_weight(self, difficulty):
+        return float(difficulty[0])
+
+
+@pytest.mark.parametrize("mix, expected", [("task", [0.5, 1.0, 1.5]), ("uniform", [1.0, 1.0, 1.0])])
+def test_seed_levels_are_weighted_by_seed_mix_and_later_levels_weigh_one(tiny_overrides, mix, expected):
+    cfg = load_config("quick", [*tiny_overrides, f"task.seed_mix={mix}"])
+    committee = Committee(cfg, Weighted())
+    seed = [(d, p) for d in (1, 2, 3) for p in Weighted().sample((d,), range(4), 0).prompts]
+    committee.add(0, [[d] for d, _ in seed], [p for _, p in seed], [p[:-1] for _, p in seed])
+    # weights d scaled to average 1 over the three seed levels: 3 / (1 + 2 + 3) * d
+    assert [lv.weight for lv in committee.members[0].corpus.levels] == expected
+    committee.add(1, [[4], [4], [5]], ["abcd=", "bcde=", "abcde="], ["abcd", None, "abcde"])
+    levels = committee.members[0].corpus.levels
+    new = [(lv.difficulty, lv.round, lv.weight, lv.size) for lv in levels[3:]]
+    assert new == [((4,), 1, 1.0, 1), ((5,), 1, 1.0, 1)]  # the dropped label (None) is not added

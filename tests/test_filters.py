@@ -1,3 +1,5 @@
+import pytest
+
 from selfimprove.filters import apply_filters
 from selfimprove.tasks import get_task
 
@@ -64,3 +66,13 @@ def test_a_tie_is_never_a_majority():
     v = apply_filters(["majority"], task, ["12+34="], [["460", "460", "461", "461"]], [[True] * 4], [[0.9] * 4],
                       agree=0.5)
     assert v.kept == [False] and v.drop_reason == ["majority: tie"]
+
+
+def test_a_labels_confidence_is_the_mean_over_the_members_that_gave_it():
+    from selfimprove.filters import vote
+
+    c = vote("12+34=", ["460", "461", "460", "460"], [True] * 4, [0.9, 0.1, 0.6, 0.3])
+    assert c.label == "460" and c.vote_share == 0.75 and c.confidence == pytest.approx(0.6)  # (0.9+0.6+0.3)/3
+    kept = apply_filters(["confidence"], task, ["12+34="], [["460", "461", "460"]], [[True] * 3], [[0.8, 0.0, 0.7]],
+                         min_confidence=0.75)
+    assert kept.kept == [True]  # 0.75 from the two that gave it; over all three it would be 0.5

@@ -16,24 +16,61 @@ def uncached_greedy(model, prompts, max_new, eos_id):
     return out
 
 
-def test_cached_generation_equals_step_by_step_argmax():
-    torch.manual_seed(0)
+def spy_on_compaction(monkeypatch) -> list[tuple[int, int]]:
+    """Record (rows kept, batch rows) of every compaction GPT.generate does."""
+    calls, compact = [], GPT._compact
+
+    def spy(keep, *args):
+        calls.append((int(keep.sum()), keep.numel()))
+        return compact(keep, *args)
+
+    monkeypatch.setattr(GPT, "_compact", staticmethod(spy))
+    return calls
+
+
+def eos_biased_model() -> GPT:
+    torch.manual_seed(4)
     model = GPT(GPTConfig(vocab_size=7, n_layer=2, n_head=2, d_model=32, d_ff=48)).eval()
     # Train-free weights put EOS (id 0) in some rows and not others: bias the EOS logit so rows end
-    # at different steps and the batch gets compacted.
+    # at different steps (with this seed and 64 prompts drawn next: at every step from 0 to 10, 17 rows
+    # never) and the batch gets compacted three times.
     with torch.no_grad():
-        model.head.weight[0] += 0.05 * torch.randn(32)
+        model.head.weight[0] += 0.1 * torch.randn(32)
+    return model
+
+
+def test_cached_generation_equals_step_by_step_argmax(monkeypatch):
+    compactions = spy_on_compaction(monkeypatch)
+    model = eos_biased_model()
     prompts = torch.randint(1, 7, (64, 9))
     cached, confidence = model.generate(prompts, max_new_tokens=12, eos_id=0)
     reference = uncached_greedy(model, prompts, 12, eos_id=0)
     assert torch.equal(cached, reference)
     ends = (cached == 0).float().argmax(1)
-    assert len(set(ends.tolist())) > 2, "test must cover rows ending at different steps"
+    assert len(set(ends.tolist())) > 5, "test must cover rows ending at different steps"
+    # The batch shrank more than once, and rows decoded after a compaction still match the reference.
+    assert len(compactions) >= 2 and all(kept < rows for kept, rows in compactions)
     # confidence: the smallest probability among the tokens each row chose, up to and including EOS
     seq = torch.cat([prompts, reference], dim=1)
     probs = model(seq[:, :-1]).softmax(-1)[:, prompts.shape[1] - 1:].gather(-1, reference[..., None])[..., 0]
     alive = torch.arange(12)[None, :] <= torch.where((reference == 0).any(1), ends, 11)[:, None]
     assert torch.allclose(confidence, probs.masked_fill(~alive, 1.0).min(1).values, atol=1e-5)
+
+
+def test_limits_stop_each_row_after_its_own_number_of_tokens(monkeypatch):
+    compactions = spy_on_compaction(monkeypatch)
+    model = eos_biased_model()
+    prompts = torch.randint(1, 7, (64, 9))
+    limits = torch.arange(64) % 13  # 0..12 new tokens
+    cut, confidence = model.generate(prompts, max_new_tokens=12, eos_id=0, limits=limits)
+    assert len(compactions) >= 2
+    full, full_confidence = model.generate(prompts, max_new_tokens=12, eos_id=0)
+    for row, limit in enumerate(limits.tolist()):
+        assert torch.equal(cut[row, :limit], full[row, :limit]) and (cut[row, limit:] == 0).all()
+        # confidence as if the row were generated alone with its limit as max_new_tokens
+        _, alone = model.generate(prompts[row : row + 1], max_new_tokens=max(limit, 1), eos_id=0)
+        assert torch.allclose(confidence[row], alone[0] if limit else torch.tensor(1.0), atol=1e-5)
+    assert not torch.allclose(confidence, full_confidence), "limits must cut some rows before their end"
 
 
 def test_generation_after_eos_is_eos_only():

@@ -1,6 +1,7 @@
 """`selfimprove report`: the page and its figures from a real tiny run and from hand-written run
-directories (100 rounds, a two-axis task, damaged runs), the verdict rule, the overlay of several
-runs, and the page rendered by a real headless chromium from file://."""
+directories (100 rounds, a two-axis task, damaged runs and fields), the verdict rule, the overlay of
+several runs, a bug in figure code failing the command, and the page rendered by a real headless
+chromium from file://."""
 
 import json
 import os
@@ -15,6 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
+from selfimprove import report as report_module
 from selfimprove.cli import app
 from selfimprove.config import dump_toml, load_config
 from selfimprove.loop import run_loop
@@ -61,6 +63,7 @@ def fake_run(root: Path, rounds: int = 5, axes: int = 1, frontier=lambda r: 3 + 
 # --- a real run -------------------------------------------------------------------------------------
 
 
+@pytest.mark.learns
 def test_report_of_a_real_tiny_run(tiny_overrides):
     cfg = load_config("quick", tiny_overrides)
     run = RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed)
@@ -72,7 +75,7 @@ def test_report_of_a_real_tiny_run(tiny_overrides):
     assert {p.stem for p in page.parent.glob("*.png")} == FIGURES
     text = page.read_text()
     assert all(f'src="{name}.png"' in text for name in FIGURES)
-    assert "Metrics per round" in text and "name = &quot;reverse_add&quot;" in text  # the resolved config
+    assert "Metrics per round" in text and "name = &quot;copy&quot;" in text  # the resolved config
     word, _ = verdict(load_run(run.root))
     assert f'class="verdict {word}"' in text
 
@@ -140,6 +143,9 @@ def test_not_a_run_and_damaged_manifest_exit_2(tmp_path):
     (root / "manifest.json").write_text("{not json")
     result = runner.invoke(app, ["report", str(root)])
     assert result.exit_code == 2 and "manifest.json is damaged" in result.output
+    (root / "manifest.json").write_text(json.dumps({"committed_rounds": 5, "rounds": {}}))
+    result = runner.invoke(app, ["report", str(root)])
+    assert result.exit_code == 2 and "committed_rounds is not a list" in result.output
 
 
 def test_missing_metrics_exit_2(tmp_path):
@@ -163,6 +169,57 @@ def test_damaged_line_and_missing_parquet_are_reported_with_warnings(tmp_path):
     text = (root / "report" / "index.html").read_text()
     assert "line 3 is damaged" in text
     assert [m["round"] for m in load_run(root).metrics] == [0, 1, 3, 4, 5]
+
+
+def test_damaged_fields_become_warnings_and_every_figure_is_still_drawn(tmp_path):
+    root = fake_run(tmp_path / "fields", rounds=8)
+    lines = [json.loads(x) for x in (root / "metrics.jsonl").read_text().splitlines()]
+    damage = {  # round: fields written over with the wrong type or shape
+        1: {"audit": {"3": "high"}, "seconds": [1, 2]},
+        2: {"frontier": [[1, "x"]], "label_precision": "0.9", "n_kept": True},
+        3: {"audit": {"3": 1.0, "2,5": 0.5}, "difficulties": [4], "train_loss": {"mean": 1}},
+        4: {"audit": {"x": 1.0}, "seconds": {"act": "slow"}, "label_recall": [0.9]},
+        5: {"audit": {"2,5": 1.0}, "frontier": "seven", "seconds": None},  # 2 axes in a 1-axis run
+        6: {"audit": None, "n_generated": "100", "committee": [5]},
+    }
+    for r, fields in damage.items():
+        lines[r].update(fields)
+    lines[7], lines[8]["round"] = [1, 2], "eight"  # a line that is not an object, a round that is not a number
+    (root / "metrics.jsonl").write_text("\n".join(map(json.dumps, lines)) + "\n")
+
+    result = runner.invoke(app, ["report", str(root)])
+    assert result.exit_code == 0, result.output
+    report = write_report([root])
+    assert {p.stem for p in report.figures} == FIGURES, report.warnings
+    for r, fields in damage.items():
+        warning = next(w for w in report.warnings if f"line {r + 1} (round {r}) has damaged" in w)
+        assert all(f"{k} " in warning for k in fields), warning
+    assert any("line 8 is damaged (not an object)" in w for w in report.warnings)
+    assert any("line 9 is damaged (round 'eight' is not a whole number)" in w for w in report.warnings)
+    assert len(report.warnings) == len(damage) + 2
+    assert all(w in result.output.replace("\n", "") for w in ("line 3 (round 2) has damaged", "line 8 is damaged"))
+    metrics = load_run(root).metrics
+    assert [m["round"] for m in metrics] == [0, 1, 2, 3, 4, 5, 6]
+    for m in metrics:
+        assert not set(damage.get(m["round"], {})) & set(m)  # damaged fields are gone, the rest kept
+        assert {"round", "decision", "drop_reasons"} <= set(m)
+    assert (write_report([root, fake_run(tmp_path / "good")]).page.parent / "compare.png").is_file()
+
+
+@pytest.mark.parametrize(("figure", "error", "axes"), [
+    ("fig_seconds", AttributeError, 1), ("fig_lines", TypeError, 1), ("fig_audit_curves", KeyError, 1),
+    ("fig_audit_heatmaps", ValueError, 2), ("fig_vote_share", IndexError, 1)])
+def test_a_bug_in_figure_code_fails_the_command(tmp_path, monkeypatch, figure, error, axes):
+    """Only an empty figure becomes a warning; a programming error must not be hidden behind exit 0."""
+    def broken(*args, **kwargs):
+        raise error("a bug in figure code")
+
+    monkeypatch.setattr(report_module, figure, broken)
+    root = fake_run(tmp_path / "run", axes=axes)
+    with pytest.raises(error, match="a bug in figure code"):
+        write_report([root])
+    result = runner.invoke(app, ["report", str(root)])
+    assert result.exit_code != 0 and isinstance(result.exception, error)
 
 
 def test_older_run_without_new_keys_and_a_run_with_no_round(tmp_path):

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from selfimprove.tasks import TASKS, Difficulty, Task, get_task
+from selfimprove.tasks import TASKS, Difficulty, Task, get_task, register
 
 
 def some_difficulties(task: Task) -> list[Difficulty]:
@@ -95,3 +95,21 @@ def test_seed_weights_follow_the_papers_length_distribution():
     task = get_task("reverse_add")
     assert [task.seed_weight((n,)) for n in (1, 2, 5)] == [1.0, 3.0, 9.0]
     assert get_task("copy").seed_weight((4,)) == 1.0
+
+
+def test_registering_a_taken_name_says_to_choose_another():
+    class Duplicate(Task):
+        name = "reverse_add"
+
+    before = dict(TASKS)
+    with pytest.raises(ValueError, match=r"'reverse_add' is already registered.*another `name`"):
+        register(Duplicate())
+    assert TASKS == before  # the registered task is kept
+
+
+def test_a_task_without_answer_length_must_override_the_budget():
+    class Unsized(Task):
+        name = "unsized"
+
+    with pytest.raises(NotImplementedError, match=r"'unsized'.*override `max_answer_length`"):
+        Unsized().max_answer_length("12+34=")

@@ -54,6 +54,7 @@ def test_missing_extra_gives_an_install_hint(tmp_path, monkeypatch):
         log_round(tmp_path, METRICS)
 
 
+@pytest.mark.learns
 def test_tracking_by_config_writes_every_committed_round(tiny_overrides):
     pytest.importorskip("tensorboardX")
     from selfimprove.config import dump_toml, load_config

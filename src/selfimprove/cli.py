@@ -174,6 +174,8 @@ def status(run_path: Annotated[Path | None, typer.Argument(
     except (ValueError, KeyError) as e:
         fail(f"{run_path} is damaged ({type(e).__name__}: {e}); `selfimprove report {run_path}` says what is there.")
     console.print(f"run: {run_path}\nstatus: {m['status']}\ncommitted rounds: {len(metrics)}")
+    if m.get("stop_reason"):
+        console.print(f"stopped: {m['stop_reason']}", markup=False, soft_wrap=True)
     progress = run_dir.progress()
     if m["status"] == "running" and progress and progress["round"] >= len(metrics):
         since = time.time() - progress["since"]

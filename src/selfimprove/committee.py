@@ -11,6 +11,11 @@ learner of the same config (voter sweeps compare nested committees). With `worke
 run one after another in this process; with more, each worker process holds some of the members and
 the workers run at the same time (members of one worker run one after another). A member that fails
 or whose worker dies raises MemberError naming its seed; the loop then stops before committing.
+
+What a member trains is built by a `LearnerFactory` (default `tiny_learner`, selfimprove's own model).
+Anything with the Learner's `vocab`, `train`, `generate`, `save` and `load` will do: the tests drive
+the whole loop with fake learners whose answers are right on a known share. With worker processes the
+factory must be importable by name (a module-level function), as the workers receive it by pickle.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from selfimprove.learner import Learner
 from selfimprove.tasks import Difficulty, Task
 
 Advance = Callable[[int], None]
+LearnerFactory = Callable[[Config, Task, int], Any]  # (config, task, seed) -> a learner
+
+
+def tiny_learner(cfg: Config, task: Task, seed: int) -> Learner:
+    return Learner.create(task.alphabet, cfg.model, cfg.train, seed, cfg.device)
 
 
 class MemberError(RuntimeError):
@@ -42,10 +52,10 @@ def member_seed(cfg: Config, k: int) -> int:
 class Member:
     """One learner and its copy of the corpus."""
 
-    def __init__(self, cfg: Config, k: int):
+    def __init__(self, cfg: Config, k: int, make_learner: LearnerFactory = tiny_learner):
         self.cfg, self.k, self.seed = cfg, k, member_seed(cfg, k)
         self.task = cfg.task.build()
-        self.learner = Learner.create(self.task.alphabet, cfg.model, cfg.train, self.seed, cfg.device)
+        self.learner = make_learner(cfg, self.task, self.seed)
         self.corpus = Corpus()
 
     def add(self, r: int, levels: list[tuple[Difficulty, list[str], list[str], float]], advance: Advance) -> None:
@@ -82,13 +92,13 @@ class Member:
         self.learner.load(folder / f"learner-{self.k}")
 
 
-def _worker(conn, cfg_json: str, ks: list[int], threads: int) -> None:
+def _worker(conn, cfg_json: str, ks: list[int], threads: int, make_learner: LearnerFactory) -> None:
     """A worker process: holds members `ks` and runs the parent's requests on each, in turn."""
     import torch
 
     torch.set_num_threads(threads)
     cfg = Config.model_validate_json(cfg_json)
-    members = [Member(cfg, k) for k in ks]
+    members = [Member(cfg, k, make_learner) for k in ks]
     progress = lambda n: conn.send(("progress", n))  # noqa: E731
     while (request := conn.recv()) is not None:
         method, args = request
@@ -104,14 +114,15 @@ def _worker(conn, cfg_json: str, ks: list[int], threads: int) -> None:
 
 
 class Committee:
-    def __init__(self, cfg: Config, task: Task):
+    def __init__(self, cfg: Config, task: Task, make_learner: LearnerFactory | None = None):
+        make_learner = make_learner or tiny_learner
         self.cfg, self.task, self.size = cfg, task, cfg.committee.size
         self.seeds = [member_seed(cfg, k) for k in range(self.size)]
         n_workers = min(cfg.committee.workers, self.size)
         self.members: list[Member] = []
         self.workers: list[tuple[Any, Any, list[int]]] = []  # (process, pipe, member indices)
         if n_workers == 1:
-            self.members = [Member(cfg, k) for k in range(self.size)]
+            self.members = [Member(cfg, k, make_learner) for k in range(self.size)]
             return
         import torch
 
@@ -120,7 +131,8 @@ class Committee:
         for w in range(n_workers):
             ks = list(range(w, self.size, n_workers))
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_worker, args=(child, cfg.model_dump_json(), ks, threads), daemon=True)
+            proc = ctx.Process(target=_worker, args=(child, cfg.model_dump_json(), ks, threads, make_learner),
+                               daemon=True)
             proc.start()
             child.close()
             self.workers.append((proc, parent, ks))

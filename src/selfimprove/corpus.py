@@ -54,10 +54,8 @@ class Corpus:
                 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         newest = [lv for lv in self.levels if lv.round == newest_round]
         earlier = [] if mode == "replace" else [lv for lv in self.levels if lv.round != newest_round]
-        if not newest:  # nothing survived the filters this round: keep rehearsing earlier data
-            newest, earlier = earlier, []
-        if not newest:
-            raise ValueError("the corpus is empty: no level has any training example")
+        if not newest:  # the loop never trains a round whose filters kept nothing
+            raise ValueError(f"round {newest_round} has no training example to train on")
         step = 0
         while True:
             pool = newest if step % 2 == 0 or not earlier else earlier

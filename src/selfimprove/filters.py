@@ -12,8 +12,12 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from selfimprove.tasks import Task
+
+if TYPE_CHECKING:
+    from selfimprove.config import Config
 
 
 @dataclass(frozen=True)
@@ -101,3 +105,11 @@ def apply_filters(names: list[str], task: Task, prompts: list[str], outputs: lis
         v.kept.append(reason is None)
         v.drop_reason.append(reason)
     return v
+
+
+def filter_outputs(cfg: Config, task: Task, prompts: list[str], outputs: list[list[str]],
+                   finished: list[list[bool]], confidence: list[list[float]]) -> Verdicts:
+    """`apply_filters` with the run's filters and thresholds (loop.filters, committee.agree,
+    loop.min_confidence)."""
+    return apply_filters(cfg.loop.filters, task, prompts, outputs, finished, confidence, cfg.committee.agree,
+                         cfg.loop.min_confidence)

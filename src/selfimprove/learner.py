@@ -163,12 +163,16 @@ class Learner:
             same = order[lengths[order] == length]
             for chunk in np.array_split(same, math.ceil(len(same) / batch_size)):
                 ids = torch.from_numpy(self.vocab.encode([BOS + prompts[i] for i in chunk])).to(self.device)
-                max_new = max(budgets[i] for i in chunk) + 1
+                # Each row generates its budget + 1 tokens at most (room for EOS), whatever its batch-mates'
+                # budgets: its confidence then covers what it would generate alone.
+                limits = [budgets[i] + 1 for i in chunk]
                 with self._autocast():
-                    out, conf = model.generate(ids, max_new, eos_id=0)
+                    out, conf = model.generate(ids, max(limits), eos_id=0,
+                                               limits=torch.tensor(limits, device=self.device))
                 for i, text, done, c in zip(chunk, *self.vocab.decode(out.cpu().numpy()), conf.tolist()):
+                    # A row cut at its limit decodes to budget + 1 characters (the filler after it is EOS).
                     budget = budgets[i]
-                    texts[i], finished[i], confidence[i] = text[:budget], done and len(text) <= budget, c
+                    texts[i], finished[i], confidence[i] = text[:budget], bool(done) and len(text) <= budget, c
         return texts, finished, confidence
 
     # --- checkpoints --------------------------------------------------------------------------

@@ -13,7 +13,6 @@ data, and audits fresh held-out problems against truth (metrics only).
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from contextlib import AbstractContextManager, nullcontext
@@ -22,12 +21,14 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from selfimprove.committee import Committee
+from selfimprove.audit import check, label_quality
+from selfimprove.committee import Committee, LearnerFactory
 from selfimprove.config import Config, TrainConfig
-from selfimprove.filters import Verdicts, apply_filters, vote
+from selfimprove.filters import filter_outputs
 from selfimprove.noise import corrupt
+from selfimprove.planner import plan
 from selfimprove.rundir import RunDir
-from selfimprove.tasks import Difficulty, Task, difficulty_key
+from selfimprove.tasks import Difficulty, Task, difficulty_key, stream_seed
 
 
 class UI(Protocol):
@@ -43,52 +44,7 @@ class QuietUI:
         pass
 
 
-def stream_seed(seed: int, *parts: object) -> int:
-    """A seed for one named stream of problems, independent of every other stream."""
-    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 1
-
-
 # --- the phases ------------------------------------------------------------------------------------
-
-
-def verify(cfg: Config, task: Task, prompts: list[str], outputs, finished, confidence) -> Verdicts:
-    return apply_filters(cfg.loop.filters, task, prompts, outputs, finished, confidence,
-                         cfg.committee.agree, cfg.loop.min_confidence)
-
-
-def self_consistency(committee: Committee, task: Task, cfg: Config, difficulties: list[Difficulty], r: int
-                     ) -> float:
-    """Share of fresh probe problems that every member answers alike and the filters keep (the least
-    over `difficulties`). Label-free: no truth is read."""
-    shares = []
-    for d in difficulties:
-        prompts = task.sample(d, range(cfg.loop.probe_problems), stream_seed(cfg.seed, "probe", r)).prompts
-        v = verify(cfg, task, prompts, *committee.generate(prompts))
-        shares.append(float(np.mean([k and s == 1.0 for k, s in zip(v.kept, v.vote_share)])))
-    return min(shares)
-
-
-def plan(task: Task, cfg: Config, committee: Committee, trained: list[Difficulty], r: int,
-         previous: dict[str, Any] | None = None) -> tuple[list[Difficulty], dict[str, float]]:
-    """The next round's difficulties: one step harder than what was trained, or the previous round's
-    again if it kept less than `advance_at` of its problems; the accelerated planner also takes each
-    further step on which the committee is already self-consistent >= tau."""
-    if previous and previous["round"] > 0 and previous["n_kept"] < cfg.loop.advance_at * previous["n_generated"]:
-        return [tuple(d) for d in previous["difficulties"]], {}
-    chosen = task.next_difficulties(trained, cfg.task.step)
-    probes: dict[str, float] = {}
-    if cfg.loop.planner == "accelerated":
-        for _ in range(cfg.loop.max_jump - 1):
-            following = task.next_difficulties(trained + chosen, cfg.task.step)
-            if not all(map(task.drawable, following)):
-                break
-            consistency = self_consistency(committee, task, cfg, following, r)
-            probes[" ".join(map(difficulty_key, following))] = round(consistency, 4)
-            if consistency < cfg.loop.tau:
-                break
-            chosen += following
-    return chosen, probes
 
 
 def draw(task: Task, cfg: Config, r: int, difficulties: list[Difficulty]):
@@ -111,48 +67,12 @@ def draw(task: Task, cfg: Config, r: int, difficulties: list[Difficulty]):
     return prompts, truths, diffs, proposer
 
 
-def frontier(task: Task, accuracy: dict[Difficulty, float]):
-    """The hardest audited difficulty solved (accuracy >= 0.99); for several axes, the solved
-    difficulties that no other solved difficulty dominates."""
-    solved = [d for d, a in accuracy.items() if a >= 0.99]
-    if len(task.axes) == 1:
-        return max(solved)[0] if solved else None
-    return sorted(list(d) for d in solved
-                  if not any(e != d and all(x >= y for x, y in zip(e, d)) for e in solved))
-
-
-def check(committee: Committee, task: Task, cfg: Config, r: int, trained: list[Difficulty], ui: UI):
-    """Accuracy of the committee's majority answer (and of each member) on fresh held-out problems per
-    difficulty. Truth is read here for metrics only."""
-    difficulties = task.audit_difficulties(trained, cfg.audit.below, cfg.audit.above)
-    batches = [task.sample(d, range(cfg.audit.problems), stream_seed(cfg.seed, "audit", r)) for d in difficulties]
-    prompts = [p for b in batches for p in b.prompts]
-    truths = [t for b in batches for t in b.truths]
-    diffs = [b.difficulty for b in batches for _ in b.prompts]
-    with ui.phase("audit", len(prompts) * committee.size) as advance:
-        outputs, finished, confidence = committee.generate(prompts, advance)
-    answers = [vote(p, o, f, c).label for p, o, f, c in zip(prompts, outputs, finished, confidence)]
-    correct = np.array([a == t for a, t in zip(answers, truths)])
-    member_correct = np.array([[o == t for o in outs] for outs, t in zip(outputs, truths)])
-    per_difficulty = member_correct.reshape(len(difficulties), cfg.audit.problems, committee.size).mean(axis=1)
-    accuracy = dict(zip(difficulties, correct.reshape(len(difficulties), -1).mean(axis=1).tolist()))
-    members = [{difficulty_key(d): float(acc) for d, acc in zip(difficulties, per_difficulty[:, k])}
-               for k in range(committee.size)]
-    table = pa.table({"round": [r] * len(prompts), "difficulty": [list(d) for d in diffs], "prompt": prompts,
-                      "outputs": outputs, "output": answers, "truth": truths, "correct": correct.tolist()},
-                     schema=AUDIT_SCHEMA)
-    return {difficulty_key(d): a for d, a in accuracy.items()}, members, frontier(task, accuracy), table
-
-
 CANDIDATE_SCHEMA = pa.schema([
     ("round", pa.int32()), ("difficulty", pa.list_(pa.int32())), ("prompt", pa.string()),
-    ("proposer", pa.int32()), ("outputs", pa.list_(pa.string())), ("confidence", pa.list_(pa.float32())),
+    ("proposer", pa.int32()), ("outputs", pa.list_(pa.string())), ("finished", pa.list_(pa.bool_())),
+    ("confidence", pa.list_(pa.float32())),
     ("label", pa.string()), ("kept", pa.bool_()), ("drop_reason", pa.string()), ("vote_share", pa.float64()),
     ("corrupted", pa.bool_()), ("truth", pa.string()), ("label_correct", pa.bool_()),
-])
-AUDIT_SCHEMA = pa.schema([
-    ("round", pa.int32()), ("difficulty", pa.list_(pa.int32())), ("prompt", pa.string()),
-    ("outputs", pa.list_(pa.string())), ("output", pa.string()), ("truth", pa.string()), ("correct", pa.bool_()),
 ])
 
 
@@ -165,25 +85,20 @@ def schedule(train: TrainConfig, r: int) -> tuple[int, int, int, float]:
     return steps, 0, max(1, int(train.round_decay * steps)), train.round_lr or train.lr
 
 
-def label_quality(labels, kept, answers, truths) -> tuple[float | None, float | None]:
-    """label_precision: share of kept (training) labels that are correct; label_recall: share of the
-    candidates whose committee answer is correct that were kept."""
-    good = [lab == t for lab, t, k in zip(labels, truths, kept) if k]
-    right = [k for a, t, k in zip(answers, truths, kept) if a == t]
-    return (sum(good) / len(good) if good else None), (sum(right) / len(right) if right else None)
-
-
 # --- the loop --------------------------------------------------------------------------------------
 
 
-def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, Any]]:
-    """Run (or resume) rounds until `loop.rounds` or `loop.target`; returns the metrics of every round."""
+def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: LearnerFactory | None = None
+             ) -> list[dict[str, Any]]:
+    """Run (or resume) rounds until `loop.rounds`, `loop.target`, or a round whose filters keep nothing;
+    returns the metrics of every round. `make_learner` builds each member's learner (default: the tiny
+    model; the tests pass fakes)."""
     ui = ui or QuietUI()
     task = cfg.task.build()
     log_round = None
     if cfg.tracking == "tensorboard":
         from selfimprove.tracking import log_round  # fails here, before any work, if the extra is missing
-    committee = Committee(cfg, task)
+    committee = Committee(cfg, task, make_learner)
     try:
         history, trained = run.metrics(), []
         for r in run.committed():  # resume: rebuild the corpus from the committed rounds' candidates
@@ -193,6 +108,8 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, A
         if run.committed():
             committee.load(run.verified_checkpoint(run.committed()[-1]))
         for r in range(len(history), cfg.loop.rounds + 1):
+            if history and history[-1]["decision"] == "stop":
+                break
             if cfg.loop.target is not None and any(min(d) >= cfg.loop.target for d in trained):
                 break
             if r > 0 and not all(map(task.drawable, task.next_difficulties(trained, cfg.task.step))):
@@ -205,7 +122,10 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None) -> list[dict[str, A
             ui.line(round_line(metrics))
     finally:
         committee.close()
-    run.set_status("finished")
+    stop = history[-1].get("stop_reason") if history else None
+    if stop:
+        ui.line(f"stopped: {stop}")
+    run.set_status("finished", **({"stop_reason": stop} if stop else {}))
     return history
 
 
@@ -243,30 +163,36 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     if r == 0:
         labels, answers, kept, reasons, shares = truths, truths, [True] * n, [None] * n, [None] * n
     else:
-        v = verify(cfg, task, prompts, outputs, finished, confidence)
+        v = filter_outputs(cfg, task, prompts, outputs, finished, confidence)
         labels, answers, kept, reasons, shares = v.labels, v.labels, v.kept, v.drop_reason, v.vote_share
     corrupted = [False] * n
     if r == cfg.noise.round:
         labels, corrupted = corrupt(labels, kept, cfg.noise.share, cfg.noise.kind,
                                     np.random.default_rng(stream_seed(cfg.seed, "noise", r)))
+    n_kept = sum(kept)
+    drop_reasons = dict(Counter(x for x in reasons if x is not None))
 
-    # learn
+    # learn, unless the filters kept nothing: then the run stops here (in either loop.data mode), with
+    # the models of the previous round; training on old data alone would only move them at random
     enter("learn")
     kept_labels = [lab if k else None for lab, k in zip(labels, kept)]
     committee.add(r, diffs, prompts, kept_labels)
     trained += difficulties
-    steps, warmup, decay, peak = schedule(cfg.train, r)
-    with ui.phase("train", steps * committee.size) as advance:
-        losses = committee.train(r, steps, warmup, decay, peak, advance)
+    steps, warmup, decay, peak = schedule(cfg.train, r) if n_kept else (0, 0, 0, 0.0)
+    losses = []
+    if steps:
+        with ui.phase("train", steps * committee.size) as advance:
+            losses = committee.train(r, steps, warmup, decay, peak, advance)
 
     # check
     enter("check")
-    accuracy, member_accuracy, solved, audit_table = check(committee, task, cfg, r, trained, ui)
+    with ui.phase("audit", committee.size * cfg.audit.problems
+                  * len(task.audit_difficulties(trained, cfg.audit.below, cfg.audit.above))) as advance:
+        accuracy, member_accuracy, solved, audit_table = check(committee, task, cfg, r, trained, advance)
 
     # commit
     enter("commit")  # closes check; the commit itself is not timed
     precision, recall = label_quality(labels, kept, answers, truths)
-    n_kept = sum(kept)
     metrics = {
         "round": r,
         "difficulties": [list(d) for d in difficulties],
@@ -274,16 +200,21 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
         "n_generated": n,
         "n_kept": n_kept,
         "kept_share": n_kept / n if n else None,
-        "drop_reasons": dict(Counter(x for x in reasons if x is not None)),
+        "drop_reasons": drop_reasons,
         "label_precision": None if r == 0 else precision,
         "label_recall": None if r == 0 else recall,
         "audit": accuracy,
         "frontier": solved,
         "train_steps": steps,
-        "train_loss": float(np.mean([np.mean(x[-max(1, steps // 10):]) for x in losses])),
+        "train_loss": float(np.mean([np.mean(x[-max(1, steps // 10):]) for x in losses])) if losses else None,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "decision": "commit",
+        "decision": "commit" if n_kept else "stop",
     }
+    if not n_kept:
+        reasons_text = ", ".join(f"{k} {v}" for k, v in sorted(drop_reasons.items()))
+        metrics["stop_reason"] = (f"round {r} kept none of its {n} labels at difficulty "
+                                  f"{' '.join(map(_difficulty, difficulties))} ({reasons_text}); nothing to "
+                                  f"train on")
     if committee.size > 1:
         metrics["audit_members"] = member_accuracy
     if probes:
@@ -292,7 +223,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
         metrics["n_corrupted"] = sum(corrupted)
     candidates = pa.table({
         "round": [r] * n, "difficulty": diffs, "prompt": prompts, "proposer": proposer, "outputs": outputs,
-        "confidence": confidence, "label": kept_labels, "kept": kept, "drop_reason": reasons,
+        "finished": finished, "confidence": confidence, "label": kept_labels, "kept": kept, "drop_reason": reasons,
         "vote_share": shares, "corrupted": corrupted, "truth": truths,
         "label_correct": [lab == tr if k else None for lab, tr, k in zip(labels, truths, kept)],
     }, schema=CANDIDATE_SCHEMA)

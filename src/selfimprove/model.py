@@ -88,12 +88,13 @@ class GPT(nn.Module):
         return self.head(self.norm(x))
 
     @torch.inference_mode()
-    def generate(self, prompts: torch.Tensor, max_new_tokens: int, eos_id: int
+    def generate(self, prompts: torch.Tensor, max_new_tokens: int, eos_id: int, limits: torch.Tensor | None = None
                  ) -> tuple[torch.Tensor, torch.Tensor]:
         """Greedy continuation of equal-length prompts [B, P] -> [B, max_new_tokens] tokens, and the
         confidence of each row: the smallest probability of a token it chose (EOS included).
 
-        Each row stops at its first EOS (the EOS is kept, later positions are filled with EOS).
+        Each row stops at its first EOS (the EOS is kept, later positions are filled with EOS), or
+        after limits[row] tokens when `limits` [B] is given (later positions are filled with EOS too).
         Finished rows are dropped from the batch so they cost nothing further."""
         B, P = prompts.shape
         cfg = self.cfg
@@ -108,7 +109,7 @@ class GPT(nn.Module):
         caches = [(torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device))
                   for _ in self.blocks]
         rows = torch.arange(B, device=device)  # the original row of each batch row
-        finished = torch.zeros(B, dtype=torch.bool, device=device)
+        finished = torch.zeros(B, dtype=torch.bool, device=device) if limits is None else limits <= 0
         x, pos = self.embed(prompts), 0
         for t in range(max_new_tokens):
             n_new = x.shape[1]
@@ -120,13 +121,20 @@ class GPT(nn.Module):
             out[rows, t] = token
             confidence[rows] = torch.minimum(confidence[rows], best.masked_fill(finished, 1.0))
             finished = finished | (token == eos_id)
+            if limits is not None:
+                finished |= limits[rows] <= t + 1
             n_alive = int((~finished).sum())
             if n_alive == 0:
                 break
             # Compacting copies the caches, so only do it once enough rows have finished.
             if n_alive <= 0.75 * rows.numel():
-                keep = (~finished).nonzero().squeeze(1)
-                rows, token, finished = rows[keep], token[keep], finished[keep]
-                caches = [(k[keep], v[keep]) for k, v in caches]
+                rows, token, finished, caches = self._compact(~finished, rows, token, finished, caches)
             x = self.embed(token[:, None])
         return out, confidence
+
+    @staticmethod
+    def _compact(keep: torch.Tensor, rows: torch.Tensor, token: torch.Tensor, finished: torch.Tensor,
+                 caches: list[tuple[torch.Tensor, torch.Tensor]]):
+        """Drop the batch rows where `keep` is False from the row map, last tokens, flags and caches."""
+        keep = keep.nonzero().squeeze(1)
+        return rows[keep], token[keep], finished[keep], [(k[keep], v[keep]) for k, v in caches]

@@ -9,8 +9,11 @@
 
 A thin reader of the run-directory contract (DESIGN.md): metrics.jsonl for almost everything, and
 only the `vote_share` column of candidates.parquet. Keys that older runs lack are left out of the
-figures; a damaged metrics line or a missing parquet file becomes a warning on the page and on
-stderr. Only a directory that is not a run at all (no manifest.json or config.toml, or a manifest
+figures. Damage is caught where the data is read: a metrics line that is not a JSON object, a field
+of the wrong type or shape (see FIELDS), or a missing parquet file becomes a warning on the page and
+on stderr, and that line or field is left out, so the figures only ever see well-formed data. A
+figure with nothing to plot is left out with a warning; any other error in figure code is a bug and
+propagates. Only a directory that is not a run at all (no manifest.json or config.toml, or a manifest
 that cannot be read) raises RunError. The page needs no network and no JavaScript: it opens from
 file:// with its PNGs beside it.
 """
@@ -21,6 +24,7 @@ import hashlib
 import html
 import json
 import math
+import reprlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,24 +66,77 @@ class Report:
 # --- reading ---------------------------------------------------------------------------------------
 
 
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _is_number_or_null(x: Any) -> bool:
+    return x is None or _is_number(x)
+
+
+def _is_difficulty(x: Any) -> bool:
+    return isinstance(x, list) and bool(x) and all(map(_is_int, x))
+
+
+def _key(k: str) -> tuple[int, ...]:
+    """An audit key ("7" or "2,5") as a difficulty; ValueError if it is not one."""
+    return tuple(int(x) for x in k.split(","))
+
+
+def _is_audit(x: Any) -> bool:
+    """{"7": 0.98} or {"2,5": 0.4}: difficulty keys with one number of axes, numbers as values."""
+    try:
+        return isinstance(x, dict) and all(map(_is_number, x.values())) and len({len(_key(k)) for k in x}) <= 1
+    except ValueError:
+        return False
+
+
+# The metrics fields the figures, the table and the verdict read, and their shape. A field of another
+# shape is left out with a warning; a field that is absent (older runs) is left out silently.
+FIELDS: dict[str, Callable[[Any], bool]] = {
+    **dict.fromkeys(("n_generated", "n_kept", "committee", "train_steps", "train_loss", "label_precision",
+                     "label_recall"), _is_number_or_null),
+    "difficulties": lambda x: isinstance(x, list) and all(map(_is_difficulty, x)),
+    "frontier": lambda x: _is_number_or_null(x) or isinstance(x, list) and all(map(_is_difficulty, x)),
+    "audit": _is_audit,
+    "seconds": lambda x: isinstance(x, dict) and all(map(_is_number, x.values())),
+}
+
+
 def load_run(root: Path) -> Run:
     """Read one run; RunError if `root` is not a run, warnings for what is damaged or missing inside."""
     run_dir = RunDir.open(root)
     manifest = run_dir.manifest()
-    committed = [r for r in manifest["committed_rounds"] if isinstance(r, int)]
+    if not isinstance(manifest["committed_rounds"], list):
+        raise RunError(f"{root}/manifest.json is damaged (committed_rounds is not a list); there is nothing to report.")
+    committed = [r for r in manifest["committed_rounds"] if _is_int(r)]
     run = Run(root, root.name, str(manifest.get("status", "unknown")),
               (root / "config.toml").read_text(errors="replace"), [])
     path = root / "metrics.jsonl"
     lines = [x for x in path.read_text(errors="replace").splitlines() if x.strip()] if path.is_file() else []
+    axes = None  # the number of difficulty axes of the first audit: every round's audit must agree
     for number, line in enumerate(lines[: len(committed)], start=1):
         try:
             m = json.loads(line)
             if not isinstance(m, dict):
                 raise ValueError("not an object")
+            if not _is_int(m.setdefault("round", committed[number - 1])):
+                raise ValueError(f"round {reprlib.repr(m['round'])} is not a whole number")
         except ValueError as e:
             run.warnings.append(f"{path} line {number} is damaged ({e}); that round is left out")
             continue
-        m.setdefault("round", committed[number - 1])
+        bad = [k for k, ok in FIELDS.items() if k in m and not ok(m[k])]
+        if "audit" not in bad and (keys := list(audit(m))):
+            axes = axes or len(keys[0])
+            if len(keys[0]) != axes:
+                bad.append("audit")
+        if bad:
+            fields = ", ".join(f"{k} {reprlib.repr(m.pop(k))}" for k in bad)
+            run.warnings.append(f"{path} line {number} (round {m['round']}) has damaged {fields}; left out")
         run.metrics.append(m)
     if committed and not run.metrics:
         raise RunError(f"{root} lists committed rounds {committed} in manifest.json but metrics.jsonl is "
@@ -96,7 +153,7 @@ def vote_shares(run: Run, warn: list[str]) -> dict[int, np.ndarray]:
     shares, missing = {}, []
     for m in run.metrics:
         r = m["round"]
-        if not isinstance(r, int) or r < 1:
+        if r < 1:
             continue
         path = run.root / "rounds" / f"{r:04d}" / "candidates.parquet"
         try:
@@ -110,9 +167,9 @@ def vote_shares(run: Run, warn: list[str]) -> dict[int, np.ndarray]:
     return shares
 
 
-def _num(x: Any) -> float:
-    """A metric as a float, NaN when absent or not a number (older runs, null in round 0)."""
-    return float(x) if isinstance(x, int | float) and not isinstance(x, bool) else math.nan
+def _num(x: float | None) -> float:
+    """A metric as a float, NaN when absent (older runs) or null (round 0's label precision)."""
+    return math.nan if x is None else float(x)
 
 
 def series(run: Run, get: Callable[[dict[str, Any]], Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -129,27 +186,17 @@ def frontier_value(m: dict[str, Any]) -> float:
     two-axis tasks; 0 when no audited difficulty reached 0.99; NaN when the run did not record it."""
     f = m.get("frontier", math.nan)
     if isinstance(f, list):
-        sums = [sum(d) for d in f if isinstance(d, list) and all(isinstance(x, int) for x in d)]
-        return float(max(sums)) if sums else 0.0
-    return 0.0 if f is None else _num(f)
+        return float(max((sum(d) for d in f), default=0))
+    return 0.0 if f is None else float(f)
 
 
 def difficulties(m: dict[str, Any]) -> list[tuple[int, ...]]:
-    raw = m.get("difficulties")
-    return [tuple(d) for d in (raw if isinstance(raw, list) else [])
-            if isinstance(d, list) and all(isinstance(x, int) for x in d)]
+    return [tuple(d) for d in m.get("difficulties", [])]
 
 
 def audit(m: dict[str, Any]) -> dict[tuple[int, ...], float]:
-    """{difficulty: accuracy} of one round, skipping keys that do not parse."""
-    out = {}
-    raw = m.get("audit")
-    for k, v in (raw.items() if isinstance(raw, dict) else []):
-        try:
-            out[tuple(int(x) for x in str(k).split(","))] = float(v)
-        except (TypeError, ValueError):
-            continue
-    return out
+    """{difficulty: accuracy} of one round."""
+    return {_key(k): float(v) for k, v in m.get("audit", {}).items()}
 
 
 def n_axes(run: Run) -> int:
@@ -179,7 +226,7 @@ def verdict(run: Run) -> tuple[str, str]:
       counts as 0; two-axis tasks compare the largest i+j on the frontier).
     - stalled: otherwise.
     """
-    ms = sorted((m for m in run.metrics if isinstance(m.get("round"), int)), key=lambda m: m["round"])
+    ms = sorted(run.metrics, key=lambda m: m["round"])
     if len(ms) < 2:
         return "pending", "only round 0 is committed; the verdict needs a self-improvement round."
     for m in ms[1:]:
@@ -203,6 +250,10 @@ def verdict(run: Run) -> tuple[str, str]:
 
 
 # --- figures ---------------------------------------------------------------------------------------
+
+
+class NothingToPlot(Exception):
+    """Raised by a figure whose data is well-formed but holds nothing it can draw: the figure is left out."""
 
 
 def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (7, 4), sharex: bool = False):
@@ -234,9 +285,9 @@ def _round_colors(rounds: list[int]):
 
 def fig_audit_curves(run: Run, ax, fig) -> None:
     """Audit accuracy vs difficulty, one curve per round (the paper's Figure 1)."""
-    rows = [(m["round"], acc) for m in run.metrics if (acc := audit(m)) and isinstance(m["round"], int)]
+    rows = [(m["round"], acc) for m in run.metrics if (acc := audit(m))]
     if not rows:
-        raise ValueError("no audit results")
+        raise NothingToPlot("no audit results")
     sm = _round_colors([r for r, _ in rows])
     many = len(rows) > 12
     for r, acc in rows:
@@ -254,7 +305,7 @@ def fig_audit_heatmaps(run: Run):
 
     rows = [(m["round"], acc) for m in run.metrics if (acc := audit(m))]
     if not rows or len(next(iter(rows[0][1]))) != 2:
-        raise ValueError("heatmaps need audit results of a two-axis task")
+        raise NothingToPlot("heatmaps need audit results of a two-axis task")
     chosen = [rows[i] for i in sorted({0, len(rows) // 2, len(rows) - 1})]
     cells = {d for _, acc in chosen for d in acc}
     i0, i1 = min(d[0] for d in cells), max(d[0] for d in cells)
@@ -290,7 +341,7 @@ def fig_lines(run_list: list[Run], panels: list[tuple[str, Callable, dict]], tit
         ax.grid(alpha=0.3)
         _integers(ax.xaxis)
     if not drawn:
-        raise ValueError(f"metrics.jsonl has no {', '.join(label for label, _, _ in panels)}")
+        raise NothingToPlot(f"metrics.jsonl has no {', '.join(label for label, _, _ in panels)}")
     axes[-1, 0].set_xlabel("round")
     axes[0, 0].set_title(title)
     if len(run_list) > 1:
@@ -304,7 +355,7 @@ def fig_labels(run: Run, ax) -> None:
         ("kept share", kept_share))]
     lines = [(label, x, y) for label, x, y in lines if np.isfinite(y).any()]
     if not lines:
-        raise ValueError("metrics.jsonl has no label precision, recall or kept share")
+        raise NothingToPlot("metrics.jsonl has no label precision, recall or kept share")
     for label, x, y in lines:
         ax.plot(x, y, marker="o" if len(x) <= 30 else None, ms=3, label=label)
     ax.set(xlabel="round", ylabel="share", ylim=(-0.03, 1.03), title="Labels: precision, recall, kept share")
@@ -317,7 +368,7 @@ def fig_labels(run: Run, ax) -> None:
 def fig_vote_share(shares: dict[int, np.ndarray], ax, fig) -> None:
     """A histogram per round drawn as one column of a heatmap: readable for 2 rounds and for 100."""
     if not shares:
-        raise ValueError("no vote shares in rounds >= 1")
+        raise NothingToPlot("no vote shares in rounds >= 1")
     rounds = sorted(shares)
     bins = np.linspace(0, 1, 21)
     grid = np.zeros((len(bins) - 1, len(rounds)))
@@ -335,12 +386,12 @@ def fig_seconds(run: Run, ax) -> None:
     rounds, _ = series(run, lambda m: m.get("round"))
     bottom = np.zeros(len(rounds))
     for phase in PHASES:
-        _, y = series(run, lambda m, p=phase: (m.get("seconds") or {}).get(p))
+        _, y = series(run, lambda m, p=phase: m.get("seconds", {}).get(p))
         y = np.nan_to_num(y)
         ax.bar(rounds, y, bottom=bottom, width=0.8, label=phase)
         bottom += y
     if not bottom.any():
-        raise ValueError("metrics.jsonl has no seconds per phase")
+        raise NothingToPlot("metrics.jsonl has no seconds per phase")
     ax.set(xlabel="round", ylabel="seconds", title="Seconds per phase")
     _integers(ax.xaxis)
     ax.legend(fontsize=8, ncols=len(PHASES))
@@ -371,11 +422,11 @@ def metrics_table(run: Run) -> str:
             "K", "seconds", "decision", *(["audit"] if one_axis else [])]
     rows = []
     for m in run.metrics:
-        secs = m.get("seconds") if isinstance(m.get("seconds"), dict) else {}
+        secs = m.get("seconds", {})
         cells = [_fmt(m.get("round")), _fmt(" ".join(difficulty_key(d) for d in difficulties(m)))]
         cells.append(f"{_fmt(m.get('n_kept'))} / {_fmt(m.get('n_generated'))}")
         cells += [_fmt(m.get(k)) for k in ("label_precision", "label_recall", "frontier", "train_loss", "train_steps")]
-        cells += [_fmt(m.get("committee", 1)), f"{np.nansum([_num(v) for v in secs.values()]):.0f}",
+        cells += [_fmt(m.get("committee", 1)), f"{sum(secs.values()):.0f}",
                   _fmt(m.get("decision"))]
         audit_cell = " ".join(f"{difficulty_key(d)}:{a:.2f}" for d, a in sorted(audit(m).items()))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells)
@@ -395,7 +446,7 @@ def _warnings(items: list[str]) -> str:
 
 
 class _Figures:
-    """Draws each figure into `out`; a figure the data cannot support becomes a warning, not a traceback."""
+    """Draws each figure into `out`; a figure with nothing to plot becomes a warning, a bug a traceback."""
 
     def __init__(self, out: Path, warn: list[str]):
         self.out, self.warn, self.paths, self.html = out, warn, [], []
@@ -403,7 +454,7 @@ class _Figures:
     def add(self, name: str, alt: str, draw: Callable[[], Any]) -> None:
         try:
             fig = draw()
-        except (ValueError, TypeError, KeyError, IndexError, AttributeError, ZeroDivisionError) as e:
+        except NothingToPlot as e:
             self.warn.append(f"figure {name} left out: {e}")
             return
         path = self.out / f"{name}.png"

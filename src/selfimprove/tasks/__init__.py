@@ -15,13 +15,15 @@ every task must pass on it too.
 
 from __future__ import annotations
 
-from selfimprove.tasks._base import Batch, Difficulty, Task, difficulty_key, hash_uniform
+from selfimprove.tasks._base import Batch, Difficulty, Task, difficulty_key, hash_uniform, stream_seed
 
 TASKS: dict[str, Task] = {}
 
 
 def register(task: Task) -> Task:
-    assert task.name not in TASKS, f"task {task.name!r} registered twice"
+    if task.name in TASKS:
+        raise ValueError(f"task name {task.name!r} is already registered (by {type(TASKS[task.name]).__name__}); "
+                         f"give {type(task).__name__} another `name`")
     TASKS[task.name] = task
     return task
 
@@ -34,4 +36,5 @@ def get_task(name: str) -> Task:
 
 from selfimprove.tasks import arithmetic, maze, multiply, strings  # noqa: E402,F401  (registration)
 
-__all__ = ["TASKS", "Batch", "Difficulty", "Task", "difficulty_key", "get_task", "hash_uniform", "register"]
+__all__ = ["TASKS", "Batch", "Difficulty", "Task", "difficulty_key", "get_task", "hash_uniform", "register",
+           "stream_seed"]

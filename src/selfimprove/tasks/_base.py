@@ -3,6 +3,7 @@ function of (seed, difficulty, i)."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -14,6 +15,13 @@ Difficulty = tuple[int, ...]
 def difficulty_key(d: Difficulty) -> str:
     """How metrics, audits and the console name a difficulty: (3, 4) -> "3,4"."""
     return ",".join(map(str, d))
+
+
+def stream_seed(seed: int, *parts: object) -> int:
+    """A seed for one named stream of problems (training, probe, audit, ... of one round), independent
+    of every other stream."""
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
 
 
 _M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
@@ -118,7 +126,10 @@ class Task:
     def max_answer_length(self, prompt: str) -> int:
         """Generation budget for one prompt, in characters (EOS excluded)."""
         n = self.answer_length(prompt)
-        assert n is not None, f"task {self.name} must override max_answer_length"
+        if n is None:
+            raise NotImplementedError(
+                f"task {self.name!r} ({type(self).__name__}) cannot tell an answer's length from the prompt: "
+                "override `max_answer_length` (the generation budget) or make `answer_length` return an int")
         return n
 
     def validate_difficulty(self, difficulty: Difficulty) -> None:

@@ -1,0 +1,68 @@
+"""The audit: fresh held-out problems with truth, scored per difficulty, and the quality of a round's
+labels. Truth is read here for metrics only; nothing in this module decides anything in the loop.
+
+    accuracy, members, solved, table = check(committee, task, cfg, r, trained)
+    precision, recall = label_quality(labels, kept, answers, truths)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from selfimprove.config import Config
+from selfimprove.filters import vote
+from selfimprove.tasks import Difficulty, Task, difficulty_key, stream_seed
+
+AUDIT_SCHEMA = pa.schema([
+    ("round", pa.int32()), ("difficulty", pa.list_(pa.int32())), ("prompt", pa.string()),
+    ("outputs", pa.list_(pa.string())), ("output", pa.string()), ("truth", pa.string()), ("correct", pa.bool_()),
+])
+SOLVED = 0.99  # a difficulty is solved at this audit accuracy or above
+
+
+def frontier(task: Task, accuracy: dict[Difficulty, float]):
+    """The hardest audited difficulty solved (accuracy >= 0.99), None if none; for several axes, the
+    solved difficulties that no other solved difficulty dominates."""
+    solved = [d for d, a in accuracy.items() if a >= SOLVED]
+    if len(task.axes) == 1:
+        return max(solved)[0] if solved else None
+    return sorted(list(d) for d in solved
+                  if not any(e != d and all(x >= y for x, y in zip(e, d)) for e in solved))
+
+
+def held_out(task: Task, cfg: Config, r: int, trained: list[Difficulty]):
+    """Round r's audit problems: `audit.problems` per difficulty around the hardest trained one, from a
+    stream of their own (never the training or probe streams)."""
+    difficulties = task.audit_difficulties(trained, cfg.audit.below, cfg.audit.above)
+    return [task.sample(d, range(cfg.audit.problems), stream_seed(cfg.seed, "audit", r)) for d in difficulties]
+
+
+def check(committee: Any, task: Task, cfg: Config, r: int, trained: list[Difficulty], progress=None):
+    """Accuracy of the committee's vote (and of each member) on round r's held-out problems, per difficulty:
+    ({difficulty key: accuracy}, [{difficulty key: accuracy} per member], frontier, audit table)."""
+    batches = held_out(task, cfg, r, trained)
+    prompts = [p for b in batches for p in b.prompts]
+    truths = [t for b in batches for t in b.truths]
+    diffs = [list(b.difficulty) for b in batches for _ in b.prompts]
+    outputs, finished, confidence = committee.generate(prompts, progress)
+    answers = [vote(p, o, f, c).label for p, o, f, c in zip(prompts, outputs, finished, confidence)]
+    correct = np.array([a == t for a, t in zip(answers, truths)])
+    member_correct = np.array([[o == t for o in outs] for outs, t in zip(outputs, truths)])
+    n = cfg.audit.problems
+    accuracy = {b.difficulty: float(correct[i * n:(i + 1) * n].mean()) for i, b in enumerate(batches)}
+    members = [{difficulty_key(b.difficulty): float(member_correct[i * n:(i + 1) * n, k].mean())
+                for i, b in enumerate(batches)} for k in range(committee.size)]
+    table = pa.table({"round": [r] * len(prompts), "difficulty": diffs, "prompt": prompts, "outputs": outputs,
+                      "output": answers, "truth": truths, "correct": correct.tolist()}, schema=AUDIT_SCHEMA)
+    return {difficulty_key(d): a for d, a in accuracy.items()}, members, frontier(task, accuracy), table
+
+
+def label_quality(labels, kept, answers, truths) -> tuple[float | None, float | None]:
+    """label_precision: share of kept (training) labels that are correct; label_recall: share of the
+    candidates whose committee answer is correct that were kept. None where the share has no denominator."""
+    good = [lab == t for lab, t, k in zip(labels, truths, kept) if k]
+    right = [k for a, t, k in zip(answers, truths, kept) if a == t]
+    return (sum(good) / len(good) if good else None), (sum(right) / len(right) if right else None)

@@ -1,0 +1,84 @@
+"""Fake learners for the copy task, to drive the real loop, committee and run directory with answers
+that are right on a known share (as httpx tests with an in-memory transport):
+
+    run_loop(cfg, run, make_learner=fake_learner)
+
+Member k answers a prompt of length d right when `draw(seed_k, prompt) < SHARES[k][d]`; otherwise it
+gives the same wrong answer as every other wrong member (the last letter changed), so wrong answers
+can win a vote. A test computes what every metric must be from `answer` and its own truth
+(prompt[:-1]) and compares exactly. Factories are module-level functions: worker processes receive
+them by pickle.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from selfimprove.learner import Vocab
+
+# right share per string length, per member; lengths not listed: never right
+SHARES = [
+    {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 5: 0.9, 6: 0.6, 7: 0.3},
+    {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 5: 0.8, 6: 0.5, 7: 0.2},
+    {1: 1.0, 2: 1.0, 3: 1.0, 4: 1.0, 5: 0.7, 6: 0.4, 7: 0.1},
+]
+WRONG_CONFIDENCE, RIGHT_CONFIDENCE = 0.25, 0.75
+
+
+def draw(seed: int, prompt: str) -> float:
+    digest = hashlib.blake2b(repr((seed, prompt)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") / 2**64
+
+
+def truth(prompt: str) -> str:
+    return prompt[:-1]  # copy: "abc=" -> "abc"
+
+
+def is_right(seed: int, k: int, prompt: str) -> bool:
+    return draw(seed, prompt) < SHARES[k].get(len(prompt) - 1, 0.0)
+
+
+def answer(seed: int, k: int, prompt: str) -> str:
+    t = truth(prompt)
+    return t if is_right(seed, k, prompt) else t[:-1] + ("b" if t[-1] == "a" else "a")
+
+
+class FakeLearner:
+    """Answers by `answer`, never learns; counts the training steps and batches it is given."""
+
+    def __init__(self, alphabet: str, seed: int, k: int):
+        self.vocab, self.seed, self.k = Vocab(alphabet), seed, k
+        self.steps = 0
+
+    def train(self, batches, steps, warmup, decay, on_step=None, peak=None) -> list[float]:
+        for step in range(steps):
+            next(batches)
+            self.steps += 1
+            if on_step is not None:
+                on_step(step, 0.0)
+        return [0.0] * steps
+
+    def generate(self, prompts, budgets, batch_size=1024):
+        texts, finished, confidence = [], [], []
+        for p, budget in zip(prompts, budgets):
+            a = answer(self.seed, self.k, p)
+            texts.append(a[:budget])
+            finished.append(len(a) <= budget)
+            confidence.append(RIGHT_CONFIDENCE if is_right(self.seed, self.k, p) else WRONG_CONFIDENCE)
+        return texts, finished, confidence
+
+    def save(self, path: Path) -> list[Path]:
+        file = path.with_suffix(".safetensors")
+        save_file({"steps": torch.tensor([self.steps])}, str(file))
+        return [file]
+
+    def load(self, path: Path) -> None:
+        self.steps = int(load_file(str(path.with_suffix(".safetensors")))["steps"][0])
+
+
+def fake_learner(cfg, task, seed) -> FakeLearner:
+    return FakeLearner(task.alphabet, seed, (seed - cfg.seed) // 1000)

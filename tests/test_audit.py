@@ -1,0 +1,54 @@
+"""The audit: the frontier, label quality, and held-out problems, with hand-computed values."""
+
+import pytest
+
+from selfimprove.audit import frontier, held_out, label_quality
+from selfimprove.config import load_config
+from selfimprove.loop import draw
+from selfimprove.tasks import get_task, stream_seed
+
+copy, multiply = get_task("copy"), get_task("multiply")
+
+
+def test_frontier_is_the_hardest_difficulty_at_or_above_099():
+    assert frontier(copy, {(3,): 1.0, (4,): 0.99, (5,): 0.989, (6,): 1.0}) == 6  # 6 is solved past a gap
+    assert frontier(copy, {(3,): 1.0, (4,): 0.99, (5,): 0.989}) == 4
+    assert frontier(copy, {(2,): 0.98, (3,): 0.5}) is None
+    assert frontier(copy, {}) is None
+
+
+def test_frontier_of_two_axes_is_the_solved_boundary():
+    accuracy = {(1, 1): 1.0, (1, 2): 1.0, (2, 1): 1.0, (2, 2): 0.99, (1, 3): 1.0, (3, 1): 0.5, (2, 3): 0.98}
+    # (2,2) dominates (1,1), (1,2), (2,1); (1,3) is not dominated by (2,2); (3,1) and (2,3) are unsolved
+    assert frontier(multiply, accuracy) == [[1, 3], [2, 2]]
+    assert frontier(multiply, {(1, 1): 0.2}) == []
+
+
+def test_label_quality_by_hand():
+    labels = ["a", "b", "c", "d", "e"]
+    truths = ["a", "x", "c", "d", "y"]
+    kept = [True, True, False, True, False]
+    answers = labels  # the committee's answer is the label
+    # kept: a (right), b (wrong), d (right) -> precision 2/3; right answers: a, c, d -> kept 2 of 3
+    assert label_quality(labels, kept, answers, truths) == (2 / 3, 2 / 3)
+    # labels differ from answers after noise: precision reads the label, recall the answer
+    noisy = ["a", "b", "c", "z", "e"]
+    assert label_quality(noisy, kept, answers, truths) == (1 / 3, 2 / 3)
+    assert label_quality(labels, [False] * 5, answers, truths) == (None, 0.0)
+    assert label_quality(["q"], [True], ["q"], ["r"]) == (0.0, None)
+
+
+@pytest.mark.parametrize("problems", ["shared", "per_member"])
+def test_audit_prompts_are_never_training_or_probe_prompts(problems):
+    # strings of 8..10 letters: 26^8 of them, so a shared prompt would not happen by chance
+    cfg = load_config("quick", ["task.name=copy", "audit.problems=300", "audit.below=1", "audit.above=1",
+                                "loop.problems=3000", "committee.size=3", f"committee.problems={problems}"])
+    for r in (1, 2):
+        trained = [(9,)]
+        audit = {p for b in held_out(copy, cfg, r, trained) for p in b.prompts}
+        assert len(audit) == 900 and {len(p) - 1 for p in audit} == {8, 9, 10}
+        training = set(draw(copy, cfg, r, [(8,), (9,), (10,)])[0])
+        probes = set(copy.sample((9,), range(500), stream_seed(cfg.seed, "probe", r)).prompts)
+        assert len(training) == 9000 * (3 if problems == "per_member" else 1)
+        assert not audit & training and not audit & probes
+    assert held_out(copy, cfg, 1, trained)[0].prompts != held_out(copy, cfg, 2, trained)[0].prompts  # fresh each round

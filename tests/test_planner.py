@@ -1,0 +1,61 @@
+"""The planner: fixed and accelerated steps, and holding at a difficulty after a round that kept too
+little. Label-free: it sees the committee's answers and kept shares, never truth."""
+
+from pathlib import Path
+
+import pytest
+
+from selfimprove.config import dump_toml, load_config
+from selfimprove.loop import run_loop
+from selfimprove.planner import plan
+from selfimprove.rundir import RunDir
+from selfimprove.tasks import get_task
+
+
+def start(overrides, name="tiny"):
+    cfg = load_config("quick", [*overrides, f"name={name}"])
+    return cfg, RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed)
+
+
+class Solver:
+    """A stand-in committee that copies strings up to `limit` characters and garbles longer ones."""
+
+    size = 1
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    def generate(self, prompts, advance=None):
+        answers = [p[:-1] if len(p) - 1 <= self.limit else "x" for p in prompts]
+        return [[a] for a in answers], [[True] for _ in prompts], [[1.0] for _ in prompts]
+
+
+def test_accelerated_planner_takes_every_self_consistent_step_and_at_least_one():
+    task = get_task("copy")
+    cfg = load_config("quick", ["task.name=copy", "loop.planner=accelerated", "loop.probe_problems=20",
+                                "committee.size=2", "loop.filters=['length']"])
+    chosen, probes = plan(task, cfg, Solver(limit=7), [(1,), (2,), (3,), (4,)], r=1)
+    assert chosen == [(5,), (6,), (7,)] and probes == {"6": 1.0, "7": 1.0, "8": 0.0}
+    chosen, _ = plan(task, cfg, Solver(limit=0), [(1,), (2,), (3,), (4,)], r=1)
+    assert chosen == [(5,)]
+    fixed = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"planner": "fixed"})})
+    assert plan(task, fixed, Solver(limit=99), [(4,)], r=1) == ([(5,)], {})
+    capped = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"max_jump": 2})})
+    assert plan(task, capped, Solver(limit=99), [(4,)], r=1)[0] == [(5,), (6,)]
+
+
+@pytest.mark.learns
+def test_a_round_that_kept_too_little_is_followed_by_one_at_the_same_difficulty(tiny_overrides):
+    cfg, run = start([*tiny_overrides, "loop.rounds=3", "loop.advance_at=0.9", "loop.filters=['length']"])
+    history = run_loop(cfg, run)
+    for before, after in zip(history[1:], history[2:]):
+        held = before["n_kept"] < 0.9 * before["n_generated"]
+        step = after["difficulties"][0][0] - before["difficulties"][0][0]
+        assert step == (0 if held else 1)
+    assert history[1]["n_kept"] < 0.9 * history[1]["n_generated"]  # the tiny learner fails the length filter
+    task = get_task("copy")
+    previous = {"round": 1, "difficulties": [[5]], "n_kept": 89, "n_generated": 100}
+    assert plan(task, cfg, None, [(4,), (5,)], 2, previous) == ([(5,)], {})
+    assert plan(task, cfg, None, [(4,), (5,)], 2, {**previous, "n_kept": 90}) == ([(6,)], {})
+    assert plan(task, cfg, None, [(4,)], 1, {"round": 0, "difficulties": [[4]], "n_kept": 0, "n_generated": 9}
+                ) == ([(5,)], {})
