@@ -48,19 +48,26 @@ def answer(seed: int, k: int, prompt: str) -> str:
 
 
 class FakeLearner:
-    """Answers by `answer`, never learns; counts the training steps and batches it is given."""
+    """Answers by `answer`, never learns. Its "loss" at each step is a fingerprint of everything it was
+    trained on so far (every batch, its schedule), so `train_loss` in metrics.jsonl changes when the
+    training data does, and a resumed run matches an uninterrupted one only if it trained alike."""
 
     def __init__(self, alphabet: str, seed: int, k: int):
         self.vocab, self.seed, self.k = Vocab(alphabet), seed, k
-        self.steps = 0
+        self.steps, self.fingerprint = 0, b""
 
     def train(self, batches, steps, warmup, decay, on_step=None, peak=None) -> list[float]:
+        losses = []
+        digest = hashlib.blake2b(self.fingerprint + repr((steps, warmup, decay, peak)).encode(), digest_size=8)
         for step in range(steps):
-            next(batches)
+            tokens, starts = next(batches)
+            digest.update(tokens.tobytes() + starts.tobytes())
             self.steps += 1
+            losses.append(int.from_bytes(digest.digest(), "little") / 2**64)
             if on_step is not None:
-                on_step(step, 0.0)
-        return [0.0] * steps
+                on_step(step, losses[-1])
+        self.fingerprint = digest.digest()
+        return losses
 
     def generate(self, prompts, budgets, batch_size=1024):
         texts, finished, confidence = [], [], []
@@ -73,11 +80,13 @@ class FakeLearner:
 
     def save(self, path: Path) -> list[Path]:
         file = path.with_suffix(".safetensors")
-        save_file({"steps": torch.tensor([self.steps])}, str(file))
+        fingerprint = torch.tensor(list(self.fingerprint), dtype=torch.uint8)
+        save_file({"steps": torch.tensor([self.steps]), "fingerprint": fingerprint}, str(file))
         return [file]
 
     def load(self, path: Path) -> None:
-        self.steps = int(load_file(str(path.with_suffix(".safetensors")))["steps"][0])
+        state = load_file(str(path.with_suffix(".safetensors")))
+        self.steps, self.fingerprint = int(state["steps"][0]), bytes(state["fingerprint"].tolist())
 
 
 def fake_learner(cfg, task, seed) -> FakeLearner:

@@ -52,3 +52,25 @@ def test_audit_prompts_are_never_training_or_probe_prompts(problems):
         assert len(training) == 9000 * (3 if problems == "per_member" else 1)
         assert not audit & training and not audit & probes
     assert held_out(copy, cfg, 1, trained)[0].prompts != held_out(copy, cfg, 2, trained)[0].prompts  # fresh each round
+
+
+def test_the_planners_probes_are_not_audit_problems():
+    from selfimprove.planner import plan
+
+    class Recorder:
+        size = 2
+
+        def __init__(self):
+            self.prompts = []
+
+        def generate(self, prompts, advance=None):
+            self.prompts += prompts
+            return [[p[:-1]] * 2 for p in prompts], [[True] * 2 for _ in prompts], [[1.0] * 2 for _ in prompts]
+
+    cfg = load_config("quick", ["task.name=copy", "loop.planner=accelerated", "committee.size=2", "loop.max_jump=3",
+                                "loop.probe_problems=300", "audit.problems=300", "audit.below=0", "audit.above=2"])
+    recorder = Recorder()
+    chosen, probes = plan(copy, cfg, recorder, [(7,)], r=1)
+    assert chosen == [(8,), (9,), (10,)] and len(recorder.prompts) == 600  # probed lengths 9 and 10
+    audit = {p for b in held_out(copy, cfg, 1, [(8,)]) for p in b.prompts}
+    assert {len(p) - 1 for p in audit} == {8, 9, 10} and not audit & set(recorder.prompts)

@@ -108,7 +108,7 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: Learn
         if run.committed():
             committee.load(run.verified_checkpoint(run.committed()[-1]))
         for r in range(len(history), cfg.loop.rounds + 1):
-            if history and history[-1]["decision"] == "stop":
+            if history and history[-1].get("decision") == "stop":
                 break
             if cfg.loop.target is not None and any(min(d) >= cfg.loop.target for d in trained):
                 break
