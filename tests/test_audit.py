@@ -74,3 +74,31 @@ def test_the_planners_probes_are_not_audit_problems():
     assert chosen == [(8,), (9,), (10,)] and len(recorder.prompts) == 600  # probed lengths 9 and 10
     audit = {p for b in held_out(copy, cfg, 1, [(8,)]) for p in b.prompts}
     assert {len(p) - 1 for p in audit} == {8, 9, 10} and not audit & set(recorder.prompts)
+
+
+def test_held_out_problems_are_the_rounds_audit_stream_from_below_to_above_the_hardest():
+    cfg = load_config("quick", ["task.name=copy", "audit.problems=5", "audit.below=2", "audit.above=1", "seed=3"])
+    batches = held_out(copy, cfg, 4, [(2,), (6,), (5,)])
+    assert [b.difficulty for b in batches] == [(4,), (5,), (6,), (7,)]
+    for b in batches:
+        assert b.prompts == copy.sample(b.difficulty, range(5), stream_seed(3, "audit", 4)).prompts
+
+
+class Copier:
+    """A stand-in committee of two: member 0 copies strings, member 1 copies those up to 2 letters."""
+
+    size = 2
+
+    def generate(self, prompts, advance=None):
+        outputs = [[p[:-1], p[:-1] if len(p) <= 3 else "x"] for p in prompts]
+        return outputs, [[True, True] for _ in prompts], [[1.0, 1.0] for _ in prompts]
+
+
+def test_check_scores_the_vote_and_each_member_and_writes_the_audit_schema():
+    from selfimprove.audit import AUDIT_SCHEMA, check
+
+    cfg = load_config("quick", ["task.name=copy", "audit.problems=4", "audit.below=1", "audit.above=1"])
+    accuracy, members, solved, table = check(Copier(), copy, cfg, 1, [(2,)])
+    assert accuracy == {"1": 1.0, "2": 1.0, "3": 1.0}  # a tie goes to the first answer given: member 0's
+    assert members == [{"1": 1.0, "2": 1.0, "3": 1.0}, {"1": 1.0, "2": 1.0, "3": 0.0}] and solved == 3
+    assert table.schema == AUDIT_SCHEMA and table.num_rows == 12  # audit.parquet's column types are fixed

@@ -118,6 +118,13 @@ def test_noise_corrupts_the_asked_share_of_kept_labels(fake_overrides):
     assert all(c["label"][i] != c["outputs"][i][0] for i in corrupted)
     assert all(c["label"][i] == c["outputs"][i][0] for i in range(len(c["label"])) if i not in corrupted)
     assert not any(run.candidates(2).to_pydict()["corrupted"])
+    # the corruption is drawn from the round's own noise stream: the same labels on every run of this config
+    from selfimprove.noise import corrupt
+    from selfimprove.tasks import stream_seed
+
+    expected, chosen = corrupt([o[0] for o in c["outputs"]], c["kept"], 0.5, "perturb",
+                               np.random.default_rng(stream_seed(cfg.seed, "noise", 1)))
+    assert c["label"] == expected and c["corrupted"] == chosen
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -239,3 +246,33 @@ def test_seed_levels_are_weighted_by_seed_mix_and_later_levels_weigh_one(tiny_ov
     levels = committee.members[0].corpus.levels
     new = [(lv.difficulty, lv.round, lv.weight, lv.size) for lv in levels[3:]]
     assert new == [((4,), 1, 1.0, 1), ((5,), 1, 1.0, 1)]  # the dropped label (None) is not added
+
+
+def test_a_request_to_a_gone_worker_names_its_members_seeds(fake_overrides):
+    import multiprocessing as mp
+
+    cfg = load_config("quick", [*fake_overrides, "seed=7"])
+    committee = Committee(cfg, get_task(cfg.task.name), fakes.fake_learner)
+    parent, child = mp.Pipe()
+    child.close()  # the worker's end is gone, as when its process died
+    with pytest.raises(MemberError, match=r"member\(s\) \[1, 2\] \(seeds \[1007, 2007\]\) are gone"):
+        committee._send(parent, ("generate", ()), [1, 2])
+
+
+def test_an_explicit_device_wins_over_detection(tiny_overrides, monkeypatch):
+    from selfimprove.committee import tiny_learner
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # `auto` would pick cuda
+    cfg = load_config("quick", tiny_overrides)  # device=cpu
+    assert tiny_learner(cfg, get_task(cfg.task.name), 0).device == torch.device("cpu")
+
+
+def test_a_member_labels_in_label_batches_and_reports_every_answer(tiny_overrides):
+    cfg = load_config("quick", [*tiny_overrides, "loop.label_batch=2"])
+    member = Member(cfg, 0)
+    prompts = member.task.sample((3,), range(5), 0).prompts
+    advanced = []
+    texts, finished, confidence = member.generate(prompts, [4] * 5, advanced.append)
+    alone = member.learner.generate(prompts, [4] * 5)  # batching changes no answer
+    assert (texts, finished) == alone[:2] and confidence == pytest.approx(alone[2], rel=1e-5)
+    assert advanced == [2, 2, 1]

@@ -45,3 +45,29 @@ def test_replace_mode_uses_the_newest_round_only():
     batches = corpus.batches(1, "replace", 4, np.random.default_rng(0))
     new_lengths = {t.shape[1] for t, _ in corpus.levels[1].buckets}
     assert all(next(batches)[0].shape[1] in new_lengths for _ in range(50))
+
+
+def test_an_empty_level_is_not_added_and_a_round_without_examples_cannot_train():
+    import pytest
+
+    corpus = Corpus([level(1, 0)])
+    corpus.add(make_level(vocab, (2,), 1, [], []))
+    assert [lv.round for lv in corpus.levels] == [0]
+    corpus.add(level(2, 1, count=3))
+    assert [(lv.round, lv.size) for lv in corpus.levels] == [(0, 50), (1, 3)]
+    with pytest.raises(ValueError, match="round 2 has no training example"):
+        next(corpus.batches(2, "accumulate", 4, np.random.default_rng(0)))
+
+
+def test_batches_alternate_newest_first_and_buckets_are_drawn_by_size():
+    corpus = Corpus([level(1, 0), level(3, 1)])
+    lengths = [{t.shape[1] for t, _ in lv.buckets} for lv in corpus.levels]
+    batches = corpus.batches(1, "accumulate", 2, np.random.default_rng(0))
+    sources = [0 if next(batches)[0].shape[1] in lengths[0] else 1 for _ in range(6)]
+    assert sources == [1, 0, 1, 0, 1, 0]  # even steps (the first one too) train on the newest round
+    # one level with 1 sequence of one length and 19 of another: batches come from each by its size
+    mixed = make_level(vocab, (2,), 0, ["1+2="] + ["12+34="] * 19, ["3"] + ["46"] * 19)
+    assert make_level(vocab, (2,), 0, ["1+2="], ["3"]).weight == 1.0  # a level weighs 1 unless told
+    batches = Corpus([mixed]).batches(0, "replace", 1, np.random.default_rng(0))
+    short = sum(next(batches)[0].shape[1] == 7 for _ in range(400))  # BOS + "1+2=" + "3" + EOS
+    assert 5 < short < 40  # about 400 / 20; uniform over the two buckets would give about 200

@@ -76,3 +76,12 @@ def test_a_labels_confidence_is_the_mean_over_the_members_that_gave_it():
     kept = apply_filters(["confidence"], task, ["12+34="], [["460", "461", "460"]], [[True] * 3], [[0.8, 0.0, 0.7]],
                          min_confidence=0.75)
     assert kept.kept == [True]  # 0.75 from the two that gave it; over all three it would be 0.5
+
+
+def test_defaults_are_the_papers_agreement_and_no_confidence_floor_and_no_filter_keeps_all():
+    outputs = [["460"] * 4 + ["461"], ["460"] * 3 + ["461"] * 2]
+    finished, conf = [[True] * 5] * 2, [[0.0] * 5] * 2
+    assert apply_filters(["majority"], task, PROMPTS[:2], outputs, finished, conf).kept == [True, False]  # 0.8
+    assert apply_filters(["confidence"], task, PROMPTS[:2], outputs, finished, conf).kept == [True, True]
+    v = apply_filters([], task, PROMPTS[:2], outputs, finished, conf)  # an empty list of filters keeps all
+    assert v.kept == [True, True] and v.drop_reason == [None, None]

@@ -1,10 +1,15 @@
 """Learner.generate: batching by prompt length and per-prompt budgets give each prompt the answer it
-gets alone. A random-init model suffices: its answers already differ from prompt to prompt."""
+gets alone. A random-init model suffices: its answers already differ from prompt to prompt. Then the
+learner's pieces by hand: decoding, the lr schedule, device choice, AdamW settings, the loss mask."""
 
+import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
 from selfimprove.config import ModelConfig, TrainConfig
-from selfimprove.learner import Learner
+from selfimprove.corpus import make_level
+from selfimprove.learner import BOS, Learner, Vocab, pick_device, wsd_lr
 
 # Mixed lengths (1, 2, 4, 5, 6, 8), not in length order, several per length.
 PROMPTS = ["1+2=", "8", "12+34=", "7+8=", "99+1=", "3=", "0+0=", "6", "123+456=", "2+9=", "44", "5+55=",
@@ -60,3 +65,115 @@ def test_each_prompts_budget_is_enforced(learner, batch_size):
     assert 0 in budgets
     # Confidence covers what the prompt's own budget lets it generate, not its batch-mates' budgets.
     assert confidence == pytest.approx(alone(learner, PROMPTS, budgets)[2], rel=1e-5)
+
+
+# --- pieces of the learner, by hand ---------------------------------------------------------------
+
+
+def test_decode_cuts_at_the_first_eos_and_says_whether_there_was_one():
+    vocab = Vocab("ab")  # ids: EOS 0, a 1, b 2
+    texts, finished = vocab.decode(np.array([[1, 2, 0, 1, 0], [2, 2, 1, 1, 1], [0, 1, 1, 1, 1]]))
+    assert texts == ["ab", "bbaaa", ""] and finished == [True, False, True]
+
+
+def test_wsd_lr_warms_up_holds_and_decays_to_the_floor():
+    lrs = [wsd_lr(step, total=10, warmup=4, decay=3, peak=1.0) for step in range(10)]
+    assert lrs == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0, 1.0, 0.67, 0.34, 0.01])
+
+
+def test_auto_picks_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert pick_device() == pick_device("auto") == torch.device("cpu")
+    small = ModelConfig(n_layer=1, n_head=1, d_model=8, d_ff=8)
+    assert Learner.create("ab", small, TrainConfig(), 0).device == torch.device("cpu")  # device defaults to auto
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert pick_device() == torch.device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device() == torch.device("cuda")
+    assert pick_device("cpu") == torch.device("cpu")
+
+
+def tiny(train=None, seed=0):
+    return Learner.create("ab=", ModelConfig(n_layer=1, n_head=1, d_model=16, d_ff=16), train or TrainConfig(),
+                          seed=seed, device="cpu")
+
+
+def test_adamw_uses_the_configured_betas_eps_and_decays_matrices_only():
+    learner = tiny(TrainConfig(beta2=0.95, eps=1e-7, weight_decay=0.05))
+    matrices, vectors = learner.optimizer.param_groups
+    assert all(p.dim() >= 2 for p in matrices["params"]) and all(p.dim() < 2 for p in vectors["params"])
+    assert matrices["weight_decay"] == 0.05 and vectors["weight_decay"] == 0.0
+    for group in (matrices, vectors):
+        assert group["betas"] == (0.9, 0.95) and group["eps"] == 1e-7
+
+
+def test_a_learner_without_ema_saves_no_average(tmp_path):
+    names = [p.name for p in tiny(TrainConfig(ema=0)).save(tmp_path / "plain")]
+    assert names == ["plain.safetensors", "plain.optim.safetensors"]
+    names = [p.name for p in tiny(TrainConfig(ema=0.9)).save(tmp_path / "avg")]
+    assert names == ["avg.safetensors", "avg.ema.safetensors", "avg.optim.safetensors"]
+
+
+def one_batch():
+    """Three sequences BOS + "xy=" + "xy" + EOS, and an endless stream of that one batch."""
+    level = make_level(tiny().vocab, (2,), 0, ["ab=", "ba=", "aa="], ["ab", "ba", "aa"])
+    tokens, starts = level.buckets[0]
+
+    def repeat():
+        while True:
+            yield tokens, starts
+
+    return tokens, starts, repeat()
+
+
+def test_the_loss_covers_the_answer_and_its_eos_only_and_reaches_on_step():
+    learner = tiny(TrainConfig(ema=0))
+    tokens, starts, batches = one_batch()
+    x = torch.from_numpy(tokens)
+    with torch.no_grad():
+        logits = learner.model(x[:, :-1])
+    per_token = F.cross_entropy(logits.transpose(1, 2), x[:, 1:], reduction="none")
+    # target position j (predicting x[:, j]) counts from the first answer character on: j >= start
+    answer = torch.arange(1, x.shape[1])[None, :] >= torch.from_numpy(starts)[:, None]
+    assert answer.sum(1).tolist() == [3, 3, 3]  # two letters and EOS
+    seen = []
+    losses = learner.train(batches, 1, 0, 1, on_step=lambda step, loss: seen.append(loss))
+    assert losses == pytest.approx([float(per_token[answer].mean())], rel=1e-5) and seen == losses
+
+
+def test_grad_clip_zero_turns_clipping_off():
+    def trained(grad_clip):
+        learner = tiny(TrainConfig(ema=0, grad_clip=grad_clip))
+        learner.train(one_batch()[2], 2, 0, 1)
+        return torch.cat([p.detach().flatten() for p in learner.model.parameters()])
+
+    off = trained(0.0)
+    assert torch.equal(off, trained(1e9))  # 0: no clipping, the same as a clip never reached
+    assert not torch.allclose(off, trained(1e-6))  # a small clip does clip
+
+
+def test_confidence_covers_the_budget_and_one_more_token_for_eos():
+    learner = tiny(seed=3)
+    prompts = ["ab=", "ba=", "aab=", "b="]
+    for budget in (0, 1, 2, 5):
+        _, _, confidence = learner.generate(prompts, [budget] * len(prompts))
+        for p, c in zip(prompts, confidence):
+            ids = torch.from_numpy(learner.vocab.encode([BOS + p]))
+            _, alone = learner.model.generate(ids, budget + 1, eos_id=0)
+            assert c == pytest.approx(alone.item(), rel=1e-5)
+
+
+def test_save_then_load_restores_the_weights_the_average_and_the_adamw_state(tmp_path):
+    a = tiny(TrainConfig(ema=0.5), seed=0)
+    a.train(one_batch()[2], 2, 0, 1)
+    a.save(tmp_path / "learner-0")
+    b = tiny(TrainConfig(ema=0.5), seed=1)  # other initial weights, a fresh optimizer
+    b.load(tmp_path / "learner-0")
+    for net_a, net_b in ((a.model, b.model), (a.ema, b.ema)):
+        for (name, x), y in zip(net_a.state_dict().items(), net_b.state_dict().values()):
+            assert torch.equal(x, y), name
+    # the optimizer state came back too: both continue alike
+    assert a.train(one_batch()[2], 2, 0, 1) == b.train(one_batch()[2], 2, 0, 1)
+    for x, y in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(x, y)

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from selfimprove.config import dump_toml, load_config
-from selfimprove.loop import run_loop
+from selfimprove.loop import CANDIDATE_SCHEMA, run_loop
 from selfimprove.rundir import RunDir
 from selfimprove.tasks import TASKS, Batch, register
 from selfimprove.tasks.strings import Copy
@@ -260,14 +260,261 @@ def test_a_round_that_keeps_nothing_stops_the_run_in_either_data_mode(fake_overr
         # at length 8 every member gives the same wrong answer, unanimously but with low confidence
         cfg, run = start([*fake_overrides, f"name={mode}", f"loop.data={mode}", "loop.rounds=8",
                           "loop.filters=['majority', 'length', 'confidence']", "loop.min_confidence=0.5"])
-        history = run_loop(cfg, run, make_learner=fakes.fake_learner)
+        ui = RecordingUI()
+        history = run_loop(cfg, run, ui, make_learner=fakes.fake_learner)
         last = history[-1]
         assert [m["decision"] for m in history] == ["commit"] * (len(history) - 1) + ["stop"]
+        assert ui.lines[-1] == f"stopped: {last['stop_reason']}"
         assert last["n_kept"] == 0 and last["train_steps"] == 0 and last["train_loss"] is None
-        assert last["difficulties"] == [[8]] and "kept none of its 400 labels" in last["stop_reason"]
+        assert last["difficulties"] == [[8]] and last["stop_reason"] == (
+            f"round {last['round']} kept none of its 400 labels at difficulty (8,) (confidence: below threshold 400);"
+            " nothing to train on")
         manifest = run.manifest()
         assert manifest["status"] == "finished" and manifest["stop_reason"] == last["stop_reason"]
         before = run.verified_checkpoint(last["round"] - 1) / "learner-0.safetensors"
         after = run.verified_checkpoint(last["round"]) / "learner-0.safetensors"
         assert before.read_bytes() == after.read_bytes()  # the models of the round before, untrained
         assert run_loop(cfg, run, make_learner=fakes.fake_learner) == history  # resume adds nothing
+
+
+class RecordingUI:
+    """A UI that keeps every line the loop prints, and every progress phase: [name, total, advanced]."""
+
+    def __init__(self):
+        self.lines, self.phases = [], []
+
+    def phase(self, name, total):
+        from contextlib import nullcontext
+
+        entry = [name, total, 0]
+        self.phases.append(entry)
+
+        def advance(n=1):
+            entry[2] += n
+
+        return nullcontext(advance)
+
+    def line(self, text):
+        self.lines.append(text)
+
+
+class CappedCopy(Copy):
+    """Copy that cannot draw strings longer than 5 letters."""
+
+    name = "test_capped_copy"
+
+    def drawable(self, difficulty):
+        return difficulty[0] <= 5
+
+
+def test_a_task_without_a_harder_difficulty_stops_the_run_and_says_so(fake_overrides):
+    if "test_capped_copy" not in TASKS:
+        register(CappedCopy())
+    # base 4, step 2: the next round would be 6 letters, which the task cannot draw (5 it could)
+    cfg, run = start([*fake_overrides, "task.name=test_capped_copy", "task.step=2", "loop.rounds=3"])
+    ui = RecordingUI()
+    history = run_loop(cfg, run, ui, make_learner=fakes.fake_learner)
+    assert [m["round"] for m in history] == [0] and run.committed() == [0]
+    assert ui.lines[-1] == "stopped: task test_capped_copy has no harder difficulty after (4,)"
+    assert run.manifest()["status"] == "finished"
+
+
+def test_tracking_writes_event_files_only_when_asked(fake_overrides):
+    pytest.importorskip("tensorboardX")
+    cfg, run = start([*fake_overrides, "loop.rounds=1", "name=plain"])
+    run_loop(cfg, run, make_learner=fakes.fake_learner)
+    assert not (run.root / "tracking").exists()
+    cfg, run = start([*fake_overrides, "loop.rounds=1", "name=tracked", "tracking=tensorboard"])
+    run_loop(cfg, run, make_learner=fakes.fake_learner)
+    assert list((run.root / "tracking").glob("events.out.tfevents.*"))
+
+
+class ZeroLearner(fakes.FakeLearner):
+    """Answers "0" to everything (in any task's alphabet), always with EOS."""
+
+    def generate(self, prompts, budgets, batch_size=1024):
+        return ["0"] * len(prompts), [True] * len(prompts), [1.0] * len(prompts)
+
+
+def zero_learner(cfg, task, seed):
+    return ZeroLearner(task.alphabet, seed, 0)
+
+
+def test_resume_rebuilds_what_the_uninterrupted_run_had_on_a_two_axis_schedule(fake_overrides, monkeypatch):
+    from selfimprove.committee import Member
+
+    added = []
+    original = Member.add
+
+    def recording_add(self, r, levels, advance):
+        added.append((r, [(d, list(p), list(lab), w) for d, p, lab, w in levels]))
+        return original(self, r, levels, advance)
+
+    monkeypatch.setattr(Member, "add", recording_add)
+    # multiplication's schedule reads every trained difficulty: (1,3),(3,1) after the 2x2 base, then (2,3),(3,2)
+    small = [*fake_overrides, "task.name=multiply", "task.base=2", "committee.size=1", "loop.filters=['none']",
+             "loop.seed_problems=6", "loop.problems=6", "audit.problems=4"]
+    cfg, whole = start([*small, "name=whole", "loop.rounds=2"])
+    expected = run_loop(cfg, whole, make_learner=zero_learner)
+    assert [m["difficulties"] for m in expected[1:]] == [[[1, 3], [3, 1]], [[2, 3], [3, 2]]]
+    uninterrupted, added[:] = list(added), []
+    cfg1, part = start([*small, "name=part", "loop.rounds=1"])
+    run_loop(cfg1, part, make_learner=zero_learner)
+    cfg2 = cfg1.model_copy(update={"loop": cfg1.loop.model_copy(update={"rounds": 2})})
+    resumed = run_loop(cfg2, part, make_learner=zero_learner)
+    assert without_seconds(resumed) == without_seconds(expected)
+    # the resumed process rebuilt the corpus of rounds 0 and 1 exactly as the uninterrupted run built it
+    assert added[2:] == uninterrupted
+
+
+def test_a_round_that_kept_too_little_is_held_and_every_round_is_reported(fake_overrides):
+    import time
+
+    from selfimprove.loop import round_line
+
+    # at 5 letters about half the problems get a unanimous vote (members right 90%, 80%, 70%): below 0.6
+    cfg, run = start([*fake_overrides, "loop.advance_at=0.6"])
+    ui = RecordingUI()
+    began = time.perf_counter()
+    history = run_loop(cfg, run, ui, make_learner=fakes.fake_learner)
+    wall = time.perf_counter() - began
+    assert [m["difficulties"] for m in history[1:]] == [[[5]], [[5]]]
+    assert all(m["n_kept"] < 0.6 * m["n_generated"] for m in history[1:])
+    assert [m["n_generated"] for m in history] == [4 * 50, 400, 400]  # seed problems, then loop.problems
+    assert not set(run.candidates(1)["prompt"].to_pylist()) & set(run.candidates(2)["prompt"].to_pylist())
+    # progress: label (2 self-rounds), train, audit per round; each phase advances to its total
+    audited = 6  # lengths 1-6 after round 0 (3 below 4, capped at 1, to 2 above), then 2-7
+    expected = [("train", 5 * 3), ("audit", 3 * 200 * audited)]
+    expected += [("label", 400 * 3), ("train", 3 * 3), ("audit", 3 * 200 * audited)] * 2
+    assert [(name, total) for name, total, _ in ui.phases] == expected
+    assert all(done == total for _, total, done in ui.phases)
+    assert ui.lines == [round_line(m) for m in history]
+    for m in history:  # each phase's own duration, measured once
+        assert set(m["seconds"]) == {"plan", "act", "verify", "learn", "check"}
+        assert all(v >= 0 for v in m["seconds"].values())
+    assert sum(v for m in history for v in m["seconds"].values()) <= wall
+    assert run.progress()["round"] == 2 and run.progress()["phase"] == "commit"
+    c = run.candidates(2)
+    assert c.schema == CANDIDATE_SCHEMA  # candidates.parquet's column types are fixed
+    c = c.to_pydict()
+    assert c["label_correct"] == [lab == t if k else None for lab, t, k in zip(c["label"], c["truth"], c["kept"])]
+    assert True in c["label_correct"] and None in c["label_correct"]
+    # audit problems are fresh every round, also at the same difficulties (6 and 7 letters: no chance repeats)
+    audited = [{p for p in pq.read_table(run.round_dir(r) / "audit.parquet")["prompt"].to_pylist() if len(p) > 6}
+               for r in (1, 2)]
+    assert len(audited[0]) == len(audited[1]) == 400 and not audited[0] & audited[1]
+    # metrics.jsonl is read by reports and outside tools: every key of a self-round, and what it holds
+    keys = {"round", "difficulties", "committee", "n_generated", "n_kept", "kept_share", "drop_reasons",
+            "label_precision", "label_recall", "audit", "audit_members", "frontier", "train_steps", "train_loss",
+            "seconds", "decision"}
+    for m in history[1:]:
+        assert set(m) == keys and m["committee"] == 3 and m["decision"] == "commit"
+        assert m["kept_share"] == m["n_kept"] / m["n_generated"] and m["train_steps"] == 3
+    assert set(history[0]) == keys and history[0]["label_precision"] is None is history[0]["label_recall"]
+    assert history[0]["kept_share"] == 1.0 and history[0]["drop_reasons"] == {}
+    assert run.manifest()["status"] == "finished" and "stop_reason" not in run.manifest()
+
+
+def test_the_accelerated_planner_probes_the_committee_on_the_rounds_probe_stream(fake_overrides):
+    from selfimprove.tasks import get_task, stream_seed
+
+    cfg, run = start([*fake_overrides, "loop.rounds=1", "loop.planner=accelerated", "loop.probe_problems=60"])
+    history = run_loop(cfg, run, make_learner=fakes.fake_learner)
+    probes = get_task("copy").sample((6,), range(60), stream_seed(cfg.seed, "probe", 1)).prompts
+    seeds = [cfg.seed + 1000 * k for k in range(3)]
+    unanimous = [len({fakes.answer(s, k, p) for k, s in enumerate(seeds)}) == 1 for p in probes]
+    assert history[1]["self_consistency"] == {"6": round(float(np.mean(unanimous)), 4)}
+    assert 0 < np.mean(unanimous) < cfg.loop.tau and history[1]["difficulties"] == [[5]]  # one step only
+
+
+class ScheduleLearner(fakes.FakeLearner):
+    """A fake that records the schedule every train call gets: (member, steps, warmup, decay, peak)."""
+
+    calls: list = []
+
+    def train(self, batches, steps, warmup, decay, on_step=None, peak=None):
+        ScheduleLearner.calls.append((self.k, steps, warmup, decay, peak))
+        super().train(batches, steps, warmup, decay, on_step, peak)
+        return [float(step + 10 * self.k) for step in range(steps)]  # member k's loss at step s: s + 10k
+
+
+def schedule_learner(cfg, task, seed):
+    return ScheduleLearner(task.alphabet, seed, (seed - cfg.seed) // 1000)
+
+
+def test_each_round_trains_every_member_on_its_schedule(fake_overrides):
+    ScheduleLearner.calls = []
+    cfg, run = start([*fake_overrides, "train.steps=20", "train.warmup=0.2", "train.decay=0.3", "train.lr=0.01",
+                      "train.round_steps=4", "train.round_decay=0.5", "train.round_lr=0.002"])
+    history = run_loop(cfg, run, make_learner=schedule_learner)
+    # round 0: 20 steps, 4 of warmup, 6 of decay, peak lr; every later round: 4 steps, no warmup, 2 of decay
+    first, later = [(k, 20, 4, 6, 0.01) for k in range(3)], [(k, 4, 0, 2, 0.002) for k in range(3)]
+    assert ScheduleLearner.calls == first + later * 2
+    assert [m["train_steps"] for m in history] == [20, 4, 4]
+    # train_loss: the mean over members of each one's last tenth of steps (at least one): 18.5+10k, 3+10k
+    assert [m["train_loss"] for m in history] == [28.5, 13.0, 13.0]
+
+
+def test_round_line_by_hand():
+    from selfimprove.loop import round_line
+
+    m = {"round": 3, "difficulties": [[9]], "n_kept": 4990, "n_generated": 5000, "label_precision": 0.99849,
+         "audit": {"9": 1.0, "10": 0.4249}, "frontier": 9, "seconds": {"plan": 0.4, "act": 20.3, "check": 20.6}}
+    assert round_line(m) == ("round 3 | difficulty (9,) | kept 4990/5000 | label_precision 0.998 | "
+                             "audit 9:1.00 10:0.42 | frontier 9 | 41 s")
+    two_axes = {**m, "round": 0, "difficulties": [[1, 3], [3, 1]], "label_precision": None,
+                "frontier": [[1, 3], [2, 2]]}
+    assert round_line(two_axes) == ("round 0 | difficulty (1,3) (3,1) | kept 4990/5000 | label_precision n/a | "
+                                    "audit 9:1.00 10:0.42 | frontier (1,3) (2,2) | 41 s")
+    assert "| frontier none |" in round_line({**m, "frontier": None})
+    assert "| frontier none |" in round_line({**two_axes, "frontier": []})
+
+
+def test_schedule_decays_at_least_one_step():
+    from selfimprove.config import TrainConfig
+    from selfimprove.loop import schedule
+
+    train = TrainConfig(steps=5, warmup=0.2, decay=0.1, lr=0.01, round_steps=3, round_decay=0.4)
+    assert schedule(train, 0) == (5, 1, 1, 0.01)  # 10% of 5 steps rounds down to none: one step still decays
+    assert schedule(train, 2) == (3, 0, 1, 0.01)  # round_lr unset: lr
+    assert schedule(train.model_copy(update={"decay": 0.4, "round_lr": 0.002}), 1) == (3, 0, 1, 0.002)
+
+
+@pytest.mark.parametrize("problems", ["shared", "per_member"])
+def test_each_round_draws_from_its_own_training_stream(problems):
+    from selfimprove.loop import draw
+    from selfimprove.tasks import get_task, stream_seed
+
+    task = get_task("copy")
+    cfg = load_config("quick", ["task.name=copy", "seed=9", "loop.seed_problems=4", "loop.problems=3",
+                                "committee.size=2", f"committee.problems={problems}"])
+    prompts, truths, diffs, proposer = draw(task, cfg, 0, [(1,), (2,)])
+    seed_data = [task.sample_seed((d,), range(4), stream_seed(9, "train", 0)) for d in (1, 2)]
+    assert prompts == [p for b in seed_data for p in b.prompts] and truths == [t for b in seed_data for t in b.truths]
+    assert diffs == [[1]] * 4 + [[2]] * 4 and proposer == [None] * 8
+    prompts, _, diffs, proposer = draw(task, cfg, 2, [(5,)])
+    if problems == "shared":
+        assert prompts == task.sample((5,), range(3), stream_seed(9, "train", 2)).prompts and proposer == [None] * 3
+    else:  # each member proposes its own problems, from a stream of its own
+        own = [task.sample((5,), range(3), stream_seed(9, "train", 2, k)).prompts for k in (0, 1)]
+        assert prompts == own[0] + own[1]
+        assert proposer == [0, 0, 0, 1, 1, 1]
+    assert diffs == [[5]] * len(prompts)
+
+
+def test_per_member_audit_only_for_a_committee_of_more_than_one(fake_overrides):
+    for size in (1, 2):
+        cfg, run = start([*fake_overrides, f"committee.size={size}", f"name=k{size}", "loop.rounds=0"])
+        (m,) = run_loop(cfg, run, make_learner=fakes.fake_learner)
+        assert len(m.get("audit_members", [])) == (2 if size == 2 else 0)
+
+
+def test_round_schedule_by_hand():
+    from selfimprove.config import TrainConfig
+    from selfimprove.loop import schedule
+
+    train = TrainConfig(steps=100, warmup=0.1, decay=0.2, round_steps=40, round_decay=0.5, lr=1e-3)
+    assert schedule(train, 0) == (100, 10, 20, 1e-3)  # round 0 warms up
+    assert schedule(train, 1) == schedule(train, 7) == (40, 0, 20, 1e-3)  # later rounds start at peak
+    assert schedule(train.model_copy(update={"round_lr": 5e-4}), 2) == (40, 0, 20, 5e-4)
+    assert schedule(train.model_copy(update={"round_steps": 1}), 1) == (1, 0, 1, 1e-3)  # at least one decay step

@@ -92,3 +92,49 @@ def test_no_positional_encoding():
     x = torch.full((1, 6), 3)
     logits = model(x)
     assert torch.allclose(logits[0, 0], logits[0, 5], atol=1e-5)  # identical prefix tokens, no position signal
+
+
+def test_no_position_sees_a_later_token_at_any_length():
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(vocab_size=5, n_layer=2, n_head=2, d_model=16, d_ff=16)).eval()
+    x = torch.randint(1, 5, (4, 6))
+    for length in range(2, 7):
+        other = x.clone()
+        other[:, length - 1] = (other[:, length - 1] % 4) + 1  # change the last token only
+        a, b = model(x[:, :length]), model(other[:, :length])
+        assert torch.allclose(a[:, : length - 1], b[:, : length - 1], atol=1e-6)
+        assert not torch.allclose(a[:, -1], b[:, -1])
+
+
+def test_cached_generation_of_short_prompts_equals_step_by_step_argmax():
+    torch.manual_seed(3)
+    model = GPT(GPTConfig(vocab_size=7, n_layer=3, n_head=2, d_model=32, d_ff=48)).eval()
+    for length in (1, 2, 3):
+        prompts = torch.randint(1, 7, (16, length))
+        cached, _ = model.generate(prompts, max_new_tokens=6, eos_id=0)
+        assert torch.equal(cached, uncached_greedy(model, prompts, 6, eos_id=0))
+
+
+def test_cached_generation_is_right_on_the_reference_attention_kernel(monkeypatch):
+    """PyTorch's plain (math) attention checks that keys and values match: a cache read that only works
+    on a fused kernel fails here."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model = eos_biased_model()
+    prompts = torch.randint(1, 7, (8, 5))
+    with sdpa_kernel(SDPBackend.MATH):
+        cached, _ = model.generate(prompts, max_new_tokens=6, eos_id=0)
+        assert torch.equal(cached, uncached_greedy(model, prompts, 6, eos_id=0))
+
+
+def test_initial_weights_have_the_documented_scales():
+    torch.manual_seed(0)
+    n_layer, d = 4, 256
+    model = GPT(GPTConfig(vocab_size=64, n_layer=n_layer, n_head=4, d_model=d, d_ff=512))
+    residual = (2 * n_layer) ** -0.5
+    expected = {"embed.weight": 1.0, "head.weight": d**-0.5, "blocks.0.qkv.weight": d**-0.5,
+                "blocks.0.gate_up.weight": d**-0.5, "blocks.0.proj.weight": d**-0.5 * residual,
+                "blocks.3.down.weight": 512**-0.5 * residual}
+    params = dict(model.named_parameters())
+    for name, std in expected.items():
+        assert abs(params[name].std().item() / std - 1) < 0.05, name

@@ -57,3 +57,27 @@ def test_a_round_that_kept_too_little_is_followed_by_one_at_the_same_difficulty(
     assert plan(task, cfg, None, [(4,), (5,)], 2, {**previous, "n_kept": 40}) == ([(6,)], {})
     assert plan(task, cfg, None, [(4,)], 1, {"round": 0, "difficulties": [[4]], "n_kept": 0, "n_generated": 9}
                 ) == ([(5,)], {})
+
+
+class Recorder(Solver):
+    """A Solver that records every prompt it is asked."""
+
+    def __init__(self, limit):
+        super().__init__(limit)
+        self.asked = []
+
+    def generate(self, prompts, advance=None):
+        self.asked.append(list(prompts))
+        return super().generate(prompts, advance)
+
+
+def test_probes_are_drawn_from_the_rounds_own_probe_stream():
+    from selfimprove.tasks import stream_seed
+
+    task = get_task("copy")
+    cfg = load_config("quick", ["task.name=copy", "loop.planner=accelerated", "loop.probe_problems=7",
+                                "committee.size=2", "loop.filters=['length']", "seed=5"])
+    committee = Recorder(limit=6)
+    plan(task, cfg, committee, [(4,)], r=3)
+    # probes of 6 and 7 letters (5 is the fixed step): each from the stream (seed, "probe", round)
+    assert committee.asked == [task.sample((d,), range(7), stream_seed(5, "probe", 3)).prompts for d in (6, 7)]

@@ -118,3 +118,80 @@ def test_kill_at_every_file_operation_of_a_commit_then_resume(fake_overrides, mo
         assert not list(root.rglob("*.tmp"))
         assert sorted(p.name for p in (root / "rounds").iterdir()) == ["0000", "0001", "0002"]
     assert seen == {(0,), (0, 1)}  # killed before the commit point, and after it
+
+
+# --- the run directory by hand (no loop) ------------------------------------------------------------
+
+
+def committed_by_hand(tmp_path, rounds=(0,)):
+    """A run with `rounds` committed through `commit_round`, each with one checkpoint file."""
+    import json
+
+    import pyarrow as pa
+
+    run = RunDir.create(tmp_path / "run", "seed = 0\n", 0)
+
+    def save(folder):
+        file = folder / "learner-0.safetensors"
+        file.write_bytes(b"weights")
+        return [file]
+
+    for r in rounds:
+        run.commit_round(r, {"candidates": pa.table({"prompt": ["a="]})}, save, {"round": r})
+    assert [json.loads(x)["round"] for x in (run.root / "metrics.jsonl").read_text().splitlines()] == list(rounds)
+    return run
+
+
+def test_discard_uncommitted_deletes_what_a_crash_left_and_says_what(tmp_path):
+    run = committed_by_hand(tmp_path)
+    root = run.root
+    for folder in ("rounds/0001", "rounds/0002.tmp", "checkpoints/0001.tmp"):
+        (root / folder).mkdir(parents=True)
+    (root / "manifest.json.tmp").write_text("{")
+    (root / "metrics.jsonl.tmp").write_text("")
+    with open(root / "metrics.jsonl", "a") as f:  # a crash after the metrics line, before the manifest
+        f.write('{"round": 1}\n')
+    assert run.discard_uncommitted() == ["rounds/0001", "rounds/0002.tmp", "checkpoints/0001.tmp"]
+    assert sorted(p.name for p in (root / "rounds").iterdir()) == ["0000"]
+    assert sorted(p.name for p in (root / "checkpoints").iterdir()) == ["0000"]
+    assert not list(root.glob("*.tmp"))
+    # outside tools read metrics.jsonl directly: it holds the committed rounds only
+    assert (root / "metrics.jsonl").read_text() == '{"round": 0}\n'
+    assert run.discard_uncommitted() == []  # nothing left to discard
+
+
+def test_verified_checkpoint_names_the_missing_or_damaged_file_and_round(tmp_path):
+    from selfimprove.rundir import RunError
+
+    run = committed_by_hand(tmp_path, rounds=(0, 1))
+    file = run.checkpoint_dir(1) / "learner-0.safetensors"
+    assert run.verified_checkpoint(1) == run.checkpoint_dir(1)
+    file.write_bytes(b"weightz")
+    with pytest.raises(RunError, match=rf"{file}.*checksum.*round 1"):
+        run.verified_checkpoint(1)
+    file.unlink()
+    with pytest.raises(RunError, match=rf"{file} is missing.*round 1"):
+        run.verified_checkpoint(1)
+
+
+def test_progress_says_the_round_and_phase_in_flight_and_whether_its_process_lives(tmp_path):
+    import json
+
+    run = committed_by_hand(tmp_path)
+    assert run.progress() is None  # nothing in flight yet
+    run.set_progress(1, "label")
+    p = run.progress()
+    assert (p["round"], p["phase"], p["pid"], p["alive"]) == (1, "label", os.getpid(), True)
+    dead = os.fork()
+    if dead == 0:
+        os._exit(0)
+    os.waitpid(dead, 0)  # a pid that no longer runs
+    (run.root / "progress.json").write_text(json.dumps({**p, "pid": dead}))
+    assert run.progress()["alive"] is False
+    without_pid = {k: v for k, v in p.items() if k not in ("pid", "alive")}
+    (run.root / "progress.json").write_text(json.dumps(without_pid))  # written by hand, or damaged
+    assert {k: run.progress()[k] for k in without_pid} == without_pid
+    (run.root / "progress.json").write_text('{"round": 1}')  # damaged: a required key is missing
+    assert run.progress() is None
+    (run.root / "progress.json").write_text("{")
+    assert run.progress() is None
