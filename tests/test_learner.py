@@ -164,7 +164,8 @@ def test_confidence_covers_the_budget_and_one_more_token_for_eos():
             assert c == pytest.approx(alone.item(), rel=1e-5)
 
 
-def test_save_then_load_restores_the_weights_the_average_and_the_adamw_state(tmp_path):
+def test_save_then_load_restores_the_weights_the_average_and_the_adamw_state(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # nothing else to read here: only the files this test saves
     a = tiny(TrainConfig(ema=0.5), seed=0)
     a.train(one_batch()[2], 2, 0, 1)
     a.save(tmp_path / "learner-0")

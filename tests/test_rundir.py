@@ -190,7 +190,10 @@ def test_progress_says_the_round_and_phase_in_flight_and_whether_its_process_liv
     assert run.progress()["alive"] is False
     without_pid = {k: v for k, v in p.items() if k not in ("pid", "alive")}
     (run.root / "progress.json").write_text(json.dumps(without_pid))  # written by hand, or damaged
-    assert {k: run.progress()[k] for k in without_pid} == without_pid
+    assert {k: run.progress()[k] for k in without_pid} == without_pid and run.progress()["alive"] is False
+    for pid in (0, -1, "1"):  # no process of its own: never taken for a live run
+        (run.root / "progress.json").write_text(json.dumps({**without_pid, "pid": pid}))
+        assert run.progress()["alive"] is False
     (run.root / "progress.json").write_text('{"round": 1}')  # damaged: a required key is missing
     assert run.progress() is None
     (run.root / "progress.json").write_text("{")

@@ -167,11 +167,14 @@ class RunDir:
             p["round"], p["phase"], p["since"]  # noqa: B018  (required keys)
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        try:
-            os.kill(int(p.get("pid", -1)), 0)
-            p["alive"] = True
-        except (OSError, ValueError):
-            p["alive"] = False
+        pid = p.get("pid")
+        p["alive"] = False
+        if isinstance(pid, int) and pid > 0:  # kill(0 or -1, 0) would ask about a whole group of processes
+            try:
+                os.kill(pid, 0)
+                p["alive"] = True
+            except OSError:
+                pass
         return p
 
     def discard_uncommitted(self) -> list[str]:
