@@ -8,7 +8,9 @@
 Round 0 trains the committee on seed data (truth) at the base difficulties. Every later round samples
 problems one step harder (or several, with the accelerated planner), has every member label them,
 filters the labels without truth (vote, length, verifier), trains on the mixture of new and earlier
-data, and audits fresh held-out problems against truth (metrics only).
+data, and audits fresh held-out problems against truth (metrics only). A round whose filters keep
+nothing is committed untrained with `decision: "stop"`, and the run ends there. The planner lives in
+planner.py, the audit in audit.py.
 """
 
 from __future__ import annotations
