@@ -91,3 +91,19 @@ class FakeLearner:
 
 def fake_learner(cfg, task, seed) -> FakeLearner:
     return FakeLearner(task.alphabet, seed, (seed - cfg.seed) // 1000)
+
+
+def record_training(monkeypatch) -> list[str]:
+    """Every example fake learners (in this process) train on from now on, as prompt + answer text."""
+    trained: list[str] = []
+    original = FakeLearner.train
+
+    def train(self, batches, *args, **kwargs):
+        def seen():
+            for tokens, starts in batches:
+                trained.extend("".join(self.vocab.chars[i] for i in row).strip("\0") for row in tokens)
+                yield tokens, starts
+        return original(self, seen(), *args, **kwargs)
+
+    monkeypatch.setattr(FakeLearner, "train", train)
+    return trained

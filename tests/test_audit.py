@@ -98,7 +98,7 @@ def test_check_scores_the_vote_and_each_member_and_writes_the_audit_schema():
     from selfimprove.audit import AUDIT_SCHEMA, check
 
     cfg = load_config("quick", ["task.name=copy", "audit.problems=4", "audit.below=1", "audit.above=1"])
-    accuracy, members, solved, table = check(Copier(), copy, cfg, 1, [(2,)])
+    accuracy, members, solved, table = check(Copier(), copy, held_out(copy, cfg, 1, [(2,)]), 1)
     assert accuracy == {"1": 1.0, "2": 1.0, "3": 1.0}  # a tie goes to the first answer given: member 0's
     assert members == [{"1": 1.0, "2": 1.0, "3": 1.0}, {"1": 1.0, "2": 1.0, "3": 0.0}] and solved == 3
     assert table.schema == AUDIT_SCHEMA and table.num_rows == 12  # audit.parquet's column types are fixed

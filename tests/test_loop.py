@@ -105,17 +105,7 @@ class SecretCopy(Copy):
 def test_truth_rule_no_self_round_label_comes_from_truth(fake_overrides, monkeypatch):
     if "test_secret_copy" not in TASKS:
         register(SecretCopy())
-    trained: list[str] = []
-    original = fakes.FakeLearner.train
-
-    def recording_train(self, batches, *args, **kw):
-        def spy():
-            for tokens, starts in batches:
-                trained.extend("".join(self.vocab.chars[i] for i in row).strip("\0") for row in tokens)
-                yield tokens, starts
-        return original(self, spy(), *args, **kw)
-
-    monkeypatch.setattr(fakes.FakeLearner, "train", recording_train)
+    trained = fakes.record_training(monkeypatch)
     cfg, run = start([*fake_overrides, "task.name=test_secret_copy", "loop.filters=['none']", "committee.size=1"])
     run_loop(cfg, run, make_learner=fakes.fake_learner)
     assert Oracle.reads, "the oracle must be consulted (seed data and audit use truth)"

@@ -33,17 +33,7 @@ def test_the_loop_corrupts_kept_labels_only_and_trains_on_exactly_the_kept_ones(
     from selfimprove.loop import run_loop
     from selfimprove.rundir import RunDir
 
-    trained = []
-    original = fakes.FakeLearner.train
-
-    def spy(self, batches, *args, **kwargs):
-        def seen():
-            for tokens, starts in batches:
-                trained.extend("".join(self.vocab.chars[i] for i in row).strip("\0") for row in tokens)
-                yield tokens, starts
-        return original(self, seen(), *args, **kwargs)
-
-    monkeypatch.setattr(fakes.FakeLearner, "train", spy)
+    trained = fakes.record_training(monkeypatch)
     cfg = load_config("quick", [*fake_overrides, "loop.rounds=1", "noise.round=1", "noise.share=0.5",
                                 "noise.kind=perturb", "train.round_steps=200", "train.batch_size=64"])
     run = RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed)

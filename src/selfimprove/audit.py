@@ -1,7 +1,7 @@
 """The audit: fresh held-out problems with truth, scored per difficulty, and the quality of a round's
 labels. Truth is read here for metrics only; nothing in this module decides anything in the loop.
 
-    accuracy, members, solved, table = check(committee, task, cfg, r, trained)
+    accuracy, members, solved, table = check(committee, task, held_out(task, cfg, r, trained), r)
     precision, recall = label_quality(labels, kept, answers, truths)
 """
 
@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from selfimprove.config import Config
 from selfimprove.filters import vote
-from selfimprove.tasks import Difficulty, Task, difficulty_key, stream_seed
+from selfimprove.tasks import Batch, Difficulty, Task, difficulty_key, stream_seed
 
 AUDIT_SCHEMA = pa.schema([
     ("round", pa.int32()), ("difficulty", pa.list_(pa.int32())), ("prompt", pa.string()),
@@ -40,10 +40,10 @@ def held_out(task: Task, cfg: Config, r: int, trained: list[Difficulty]):
     return [task.sample(d, range(cfg.audit.problems), stream_seed(cfg.seed, "audit", r)) for d in difficulties]
 
 
-def check(committee: Any, task: Task, cfg: Config, r: int, trained: list[Difficulty], progress=None):
-    """Accuracy of the committee's vote (and of each member) on round r's held-out problems, per difficulty:
-    ({difficulty key: accuracy}, [{difficulty key: accuracy} per member], frontier, audit table)."""
-    batches = held_out(task, cfg, r, trained)
+def check(committee: Any, task: Task, batches: list[Batch], r: int, progress=None):
+    """Accuracy of the committee's vote (and of each member) on round r's held-out problems (`held_out`),
+    per difficulty: ({difficulty key: accuracy}, [{difficulty key: accuracy} per member], frontier, audit
+    table)."""
     prompts = [p for b in batches for p in b.prompts]
     truths = [t for b in batches for t in b.truths]
     diffs = [list(b.difficulty) for b in batches for _ in b.prompts]
@@ -51,10 +51,11 @@ def check(committee: Any, task: Task, cfg: Config, r: int, trained: list[Difficu
     answers = [vote(p, o, f, c).label for p, o, f, c in zip(prompts, outputs, finished, confidence)]
     correct = np.array([a == t for a, t in zip(answers, truths)])
     member_correct = np.array([[o == t for o in outs] for outs, t in zip(outputs, truths)])
-    n = cfg.audit.problems
-    accuracy = {b.difficulty: float(correct[i * n:(i + 1) * n].mean()) for i, b in enumerate(batches)}
-    members = [{difficulty_key(b.difficulty): float(member_correct[i * n:(i + 1) * n, k].mean())
-                for i, b in enumerate(batches)} for k in range(committee.size)]
+    edges = np.cumsum([0] + [len(b.prompts) for b in batches])
+    spans = [(b, edges[i], edges[i + 1]) for i, b in enumerate(batches)]  # each difficulty's rows
+    accuracy = {b.difficulty: float(correct[i:j].mean()) for b, i, j in spans}
+    members = [{difficulty_key(b.difficulty): float(member_correct[i:j, k].mean()) for b, i, j in spans}
+               for k in range(committee.size)]
     table = pa.table({"round": [r] * len(prompts), "difficulty": diffs, "prompt": prompts, "outputs": outputs,
                       "output": answers, "truth": truths, "correct": correct.tolist()}, schema=AUDIT_SCHEMA)
     return {difficulty_key(d): a for d, a in accuracy.items()}, members, frontier(task, accuracy), table

@@ -114,8 +114,7 @@ def _worker(conn, cfg_json: str, ks: list[int], threads: int, make_learner: Lear
 
 
 class Committee:
-    def __init__(self, cfg: Config, task: Task, make_learner: LearnerFactory | None = None):
-        make_learner = make_learner or tiny_learner
+    def __init__(self, cfg: Config, task: Task, make_learner: LearnerFactory = tiny_learner):
         self.cfg, self.task, self.size = cfg, task, cfg.committee.size
         self.seeds = [member_seed(cfg, k) for k in range(self.size)]
         n_workers = min(cfg.committee.workers, self.size)

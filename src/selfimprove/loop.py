@@ -23,8 +23,8 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
-from selfimprove.audit import check, label_quality
-from selfimprove.committee import Committee, LearnerFactory
+from selfimprove.audit import check, held_out, label_quality
+from selfimprove.committee import Committee, LearnerFactory, tiny_learner
 from selfimprove.config import Config, TrainConfig
 from selfimprove.filters import filter_outputs
 from selfimprove.noise import corrupt
@@ -90,7 +90,7 @@ def schedule(train: TrainConfig, r: int) -> tuple[int, int, int, float]:
 # --- the loop --------------------------------------------------------------------------------------
 
 
-def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: LearnerFactory | None = None
+def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: LearnerFactory = tiny_learner
              ) -> list[dict[str, Any]]:
     """Run (or resume) rounds until `loop.rounds`, `loop.target`, or a round whose filters keep nothing;
     returns the metrics of every round. `make_learner` builds each member's learner (default: the tiny
@@ -188,9 +188,9 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
 
     # check
     enter("check")
-    with ui.phase("audit", committee.size * cfg.audit.problems
-                  * len(task.audit_difficulties(trained, cfg.audit.below, cfg.audit.above))) as advance:
-        accuracy, member_accuracy, solved, audit_table = check(committee, task, cfg, r, trained, advance)
+    held = held_out(task, cfg, r, trained)
+    with ui.phase("audit", committee.size * sum(len(b.prompts) for b in held)) as advance:
+        accuracy, member_accuracy, solved, audit_table = check(committee, task, held, r, advance)
 
     # commit
     enter("commit")  # closes check; the commit itself is not timed
