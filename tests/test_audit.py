@@ -63,7 +63,7 @@ def test_the_planners_probes_are_not_audit_problems():
         def __init__(self):
             self.prompts = []
 
-        def generate(self, prompts, advance=None):
+        def generate(self, prompts, advance=None, sampling=None):
             self.prompts += prompts
             return [[p[:-1]] * 2 for p in prompts], [[True] * 2 for _ in prompts], [[1.0] * 2 for _ in prompts]
 
@@ -89,7 +89,7 @@ class Copier:
 
     size = 2
 
-    def generate(self, prompts, advance=None):
+    def generate(self, prompts, advance=None, sampling=None):
         outputs = [[p[:-1], p[:-1] if len(p) <= 3 else "x"] for p in prompts]
         return outputs, [[True, True] for _ in prompts], [[1.0, 1.0] for _ in prompts]
 

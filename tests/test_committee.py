@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from selfimprove.committee import Committee, Member, MemberError
+from selfimprove.committee import GREEDY, Committee, Member, MemberError
 from selfimprove.config import TrainConfig, dump_toml, load_config
 from selfimprove.learner import Learner
 from selfimprove.loop import run_loop, schedule
@@ -174,13 +174,19 @@ def test_the_moving_average_follows_every_step_and_is_what_labels(tiny_overrides
             e.mul_(0.75).add_(p.detach(), alpha=0.25)
 
     learner.train(member.corpus.batches(0, "accumulate", 32, np.random.default_rng(0)), 5, 0, 1, follow)
-    for e, a, p in zip(expected, learner.ema.parameters(), learner.model.parameters()):
+    for e, a, p in zip(expected, learner.ema, learner.model.parameters()):
         torch.testing.assert_close(a, e)
         assert not torch.equal(a, p)
     # what labels is the average: a learner without one, holding the average's weights, answers alike
-    plain = Learner(learner.vocab, copy.deepcopy(learner.ema), TrainConfig(), learner.device)
+    average = copy.deepcopy(learner.model)
+    with torch.no_grad():
+        for p, a in zip(average.parameters(), learner.ema):
+            p.copy_(a)
+    raw = [p.detach().clone() for p in learner.model.parameters()]
+    plain = Learner(learner.vocab, average, TrainConfig(), learner.device)
     prompts = member.task.sample((3,), range(40), 1).prompts
     assert plain.generate(prompts, [4] * 40) == learner.generate(prompts, [4] * 40)
+    assert all(torch.equal(x, p) for x, p in zip(raw, learner.model.parameters()))  # and the raw weights are back
 
 
 # --- exact values with fake members (tests/fakes.py) ----------------------------------------------
@@ -260,11 +266,11 @@ def test_a_request_to_a_gone_worker_names_its_members_seeds(fake_overrides):
 
 
 def test_an_explicit_device_wins_over_detection(tiny_overrides, monkeypatch):
-    from selfimprove.committee import tiny_learner
+    from selfimprove.committee import build_learner
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # `auto` would pick cuda
     cfg = load_config("quick", tiny_overrides)  # device=cpu
-    assert tiny_learner(cfg, get_task(cfg.task.name), 0).device == torch.device("cpu")
+    assert build_learner(cfg, get_task(cfg.task.name), 0).device == torch.device("cpu")
 
 
 def test_a_member_labels_in_label_batches_and_reports_every_answer(tiny_overrides):
@@ -272,7 +278,7 @@ def test_a_member_labels_in_label_batches_and_reports_every_answer(tiny_override
     member = Member(cfg, 0)
     prompts = member.task.sample((3,), range(5), 0).prompts
     advanced = []
-    texts, finished, confidence = member.generate(prompts, [4] * 5, advanced.append)
+    texts, finished, confidence = member.generate(prompts, [4] * 5, GREEDY, advanced.append)
     alone = member.learner.generate(prompts, [4] * 5)  # batching changes no answer
     assert (texts, finished) == alone[:2] and confidence == pytest.approx(alone[2], rel=1e-5)
     assert advanced == [2, 2, 1]

@@ -25,7 +25,7 @@ class Solver:
     def __init__(self, limit):
         self.limit = limit
 
-    def generate(self, prompts, advance=None):
+    def generate(self, prompts, advance=None, sampling=None):
         answers = [p[:-1] if len(p) - 1 <= self.limit else "x" for p in prompts]
         return [[a] for a in answers], [[True] for _ in prompts], [[1.0] for _ in prompts]
 
@@ -66,7 +66,7 @@ class Recorder(Solver):
         super().__init__(limit)
         self.asked = []
 
-    def generate(self, prompts, advance=None):
+    def generate(self, prompts, advance=None, sampling=None):
         self.asked.append(list(prompts))
         return super().generate(prompts, advance)
 

@@ -12,8 +12,9 @@ run one after another in this process; with more, each worker process holds some
 the workers run at the same time (members of one worker run one after another). A member that fails
 or whose worker dies raises MemberError naming its seed; the loop then stops before committing.
 
-What a member trains is built by a `LearnerFactory` (default `tiny_learner`, selfimprove's own model).
-Anything with the Learner's `vocab`, `train`, `generate`, `save` and `load` will do: the tests drive
+What a member trains is built by a `LearnerFactory` (default `build_learner`: the tiny model or a
+Hugging Face one, as `learner.kind` says). Anything with the Learner's `vocab` (its `encode_examples`),
+`train`, `generate`, `save` and `load` will do: the tests drive
 the whole loop with fake learners whose answers are right on a known share. With worker processes the
 factory must be importable by name (a module-level function), as the workers receive it by pickle.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import traceback
+from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,33 @@ Advance = Callable[[int], None]
 LearnerFactory = Callable[[Config, Task, int], Any]  # (config, task, seed) -> a learner
 
 
-def tiny_learner(cfg: Config, task: Task, seed: int) -> Learner:
+def build_learner(cfg: Config, task: Task, seed: int) -> Any:
+    """The learner `learner.kind` names: the tiny model, or a Hugging Face causal LM (hf.py)."""
+    if cfg.learner.kind == "hf":
+        from selfimprove.hf import HFLearner
+
+        return HFLearner.create(cfg, task, seed)
     return Learner.create(task.alphabet, cfg.model, cfg.train, seed, cfg.device)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How members answer: `samples` answers each, at `temperature` (0: greedy) and top-p; `seed` picks
+    the random streams (the loop passes one per round, so a resumed round draws the same samples)."""
+
+    samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+
+GREEDY = Sampling()
+
+
+def labelling(cfg: Config, seed: int) -> Sampling:
+    """How the members label (committee.samples, temperature, top_p), drawing from stream `seed`."""
+    c = cfg.committee
+    return Sampling(c.samples, c.temperature, c.top_p, seed)
 
 
 class MemberError(RuntimeError):
@@ -52,7 +79,7 @@ def member_seed(cfg: Config, k: int) -> int:
 class Member:
     """One learner and its copy of the corpus."""
 
-    def __init__(self, cfg: Config, k: int, make_learner: LearnerFactory = tiny_learner):
+    def __init__(self, cfg: Config, k: int, make_learner: LearnerFactory = build_learner):
         self.cfg, self.k, self.seed = cfg, k, member_seed(cfg, k)
         self.task = cfg.task.build()
         self.learner = make_learner(cfg, self.task, self.seed)
@@ -73,12 +100,17 @@ class Member:
 
         return self.learner.train(batches, steps, warmup, decay, on_step, peak=peak)
 
-    def generate(self, prompts: list[str], budgets: list[int], advance: Advance
+    def generate(self, prompts: list[str], budgets: list[int], sampling: Sampling, advance: Advance
                  ) -> tuple[list[str], list[bool], list[float]]:
+        """`sampling.samples` answers per prompt, prompt-major; each chunk of prompts draws from a random
+        stream of its own (this member's seed, the call's seed, the chunk)."""
         texts, finished, confidence = [], [], []
         step = self.cfg.loop.label_batch
         for i in range(0, len(prompts), step):
-            t, f, c = self.learner.generate(prompts[i : i + step], budgets[i : i + step], batch_size=step)
+            kwargs = {} if sampling.samples == 1 and sampling.temperature == 0 else {
+                "samples": sampling.samples, "temperature": sampling.temperature, "top_p": sampling.top_p,
+                "seed": int(np.random.SeedSequence([self.seed, sampling.seed, i]).generate_state(1)[0])}
+            t, f, c = self.learner.generate(prompts[i : i + step], budgets[i : i + step], batch_size=step, **kwargs)
             texts += t
             finished += f
             confidence += c
@@ -114,7 +146,7 @@ def _worker(conn, cfg_json: str, ks: list[int], threads: int, make_learner: Lear
 
 
 class Committee:
-    def __init__(self, cfg: Config, task: Task, make_learner: LearnerFactory = tiny_learner):
+    def __init__(self, cfg: Config, task: Task, make_learner: LearnerFactory = build_learner):
         self.cfg, self.task, self.size = cfg, task, cfg.committee.size
         self.seeds = [member_seed(cfg, k) for k in range(self.size)]
         n_workers = min(cfg.committee.workers, self.size)
@@ -198,12 +230,15 @@ class Committee:
         """Every member trains `steps` steps on its corpus at peak lr `peak`; the losses of each member."""
         return self._call("train", r, steps, warmup, decay, peak, advance=advance)
 
-    def generate(self, prompts: list[str], advance: Advance | None = None
+    def generate(self, prompts: list[str], advance: Advance | None = None, sampling: Sampling = GREEDY
                  ) -> tuple[list[list[str]], list[list[bool]], list[list[float]]]:
-        """Every member's greedy answer to every prompt, as [prompt][member] lists."""
+        """Every member's answers to every prompt, as [prompt][answer] lists: member k's sample s at
+        k * samples + s (greedy: one answer per member, in member order)."""
         budgets = [self.task.max_answer_length(p) for p in prompts]
-        per_member = self._call("generate", prompts, budgets, advance=advance)
-        return tuple([list(x) for x in zip(*part)] for part in zip(*per_member))  # type: ignore[return-value]
+        per_member = self._call("generate", prompts, budgets, sampling, advance=advance)
+        n = sampling.samples
+        return tuple([[x for member in part for x in member[i * n : (i + 1) * n]] for i in range(len(prompts))]
+                     for part in zip(*per_member))  # type: ignore[return-value]
 
     def save(self, folder: Path) -> list[Path]:
         return [f for files in self._call("save", folder) for f in files]

@@ -42,6 +42,45 @@ class ModelConfig(_Strict):
         return self
 
 
+LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+class LearnerConfig(_Strict):
+    kind: Literal["tiny", "hf"] = Field(
+        "tiny", description="tiny: selfimprove's own NoPE transformer ([model] shapes, the task's characters); "
+        "hf: a Hugging Face causal LM (pip install -e '.[hf]')")
+    model: str | None = Field(None, min_length=1, description="hf: a Hub id or a local folder with the model and its "
+                              "tokenizer; unset with init = 'scratch': a Llama of [model]'s shapes on the task's "
+                              "characters")
+    revision: str | None = Field(None, min_length=1, description="hf: the Hub revision (branch, tag or commit)")
+    init: Literal["pretrained", "scratch"] = Field(
+        "pretrained", description="hf: pretrained weights, or the model's architecture with fresh weights "
+        "(selfimprove's initialisation)")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="hf: weight dtype; auto is bfloat16 on CUDA, float32 elsewhere")
+    tokens: Literal["chars", "model"] = Field(
+        "chars", description="hf: chars maps every character to the model's token for that one character (digits "
+        "one token each, as the paper's pretrained runs); model uses the model's own tokenizer")
+    chat_template: bool = Field(False, description="hf, tokens = 'model': wrap each prompt in the tokenizer's chat "
+                                "template (off for base models)")
+    lora_rank: int = Field(0, ge=0, le=4096, description="hf: LoRA rank; 0 fine-tunes every weight")
+    lora_alpha: float = Field(16.0, gt=0, description="hf: LoRA alpha (scale alpha / rank)")
+    lora_dropout: float = Field(0.0, ge=0, lt=1, description="hf: LoRA dropout")
+    lora_targets: list[str] = Field(LORA_TARGETS, min_length=1, description="hf: module names LoRA adapts")
+    gradient_checkpointing: bool = Field(False, description="hf: recompute activations in the backward pass "
+                                         "(less memory, more time)")
+
+    @model_validator(mode="after")
+    def _hf_settings_need_hf(self):
+        if self.kind == "hf" and self.model is None and self.init == "pretrained":
+            raise ValueError("learner.kind = 'hf' needs learner.model (a Hub id or a local folder), or "
+                             "learner.init = 'scratch' for a Llama of [model]'s shapes")
+        if self.chat_template and self.tokens != "model":
+            raise ValueError("learner.chat_template needs learner.tokens = 'model' (a chat template is text for "
+                             "the model's own tokenizer)")
+        return self
+
+
 class TrainConfig(_Strict):
     batch_size: int = Field(256, ge=1, description="examples per optimizer step")
     lr: float = Field(1e-3, gt=0, le=1, description="peak learning rate")
@@ -130,6 +169,19 @@ class CommitteeConfig(_Strict):
         "draws its own loop.problems and all members vote on all of them")
     workers: int = Field(1, ge=1, le=64, description="worker processes for the members; 1 runs them one "
                          "after another in this process (best on a small CPU)")
+    samples: int = Field(1, ge=1, le=256, description="answers per member per problem; the vote counts all "
+                         "size x samples answers (1: the greedy answer)")
+    temperature: float = Field(0.0, ge=0, le=10, description="sampling temperature of the labelling answers; 0 is "
+                               "greedy (needs samples = 1); the audit is always greedy")
+    top_p: float = Field(1.0, gt=0, le=1, description="sample from the smallest set of tokens whose probability "
+                         "reaches top_p")
+
+    @model_validator(mode="after")
+    def _samples_need_temperature(self):
+        if self.samples > 1 and self.temperature == 0:
+            raise ValueError(f"committee.samples = {self.samples} with committee.temperature = 0 gives {self.samples} "
+                             f"identical greedy answers: set committee.temperature (for example 0.7)")
+        return self
 
 
 class NoiseConfig(_Strict):
@@ -153,6 +205,7 @@ class Config(_Strict):
     seed: int = Field(0, ge=0, description="seeds model init, data streams and batch order")
     device: str = Field("auto", pattern=r"^(auto|cpu|cuda(:\d+)?|mps)$", description="auto, cpu, cuda or mps")
     task: TaskConfig = TaskConfig()
+    learner: LearnerConfig = LearnerConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     loop: LoopConfig = LoopConfig()
@@ -176,10 +229,11 @@ class Config(_Strict):
             raise ValueError(f"task.base = {self.task.base}: {e}") from None
         if not all(map(task.drawable, base)):
             raise ValueError(f"task.base = {self.task.base} asks for problems task {task.name!r} cannot draw")
-        if (self.loop.planner == "accelerated" and self.committee.size == 1
+        if (self.loop.planner == "accelerated" and self.committee.size * self.committee.samples == 1
                 and not {"verify", "confidence"} & set(self.loop.filters)):
             raise ValueError("loop.planner = 'accelerated' measures self-consistency across committee members: "
-                             "set committee.size > 1 (or add the 'verify' or 'confidence' filter)")
+                             "set committee.size > 1 or committee.samples > 1 (or add the 'verify' or "
+                             "'confidence' filter)")
         if self.noise.round is not None and self.noise.round > self.loop.rounds:
             raise ValueError(f"noise.round = {self.noise.round} is after the last round ({self.loop.rounds})")
         return self

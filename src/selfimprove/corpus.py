@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from selfimprove.learner import BOS, EOS, Vocab
 from selfimprove.tasks import Difficulty
 
 
@@ -30,16 +30,10 @@ class Level:
         return sum(len(t) for t, _ in self.buckets)
 
 
-def make_level(vocab: Vocab, difficulty: Difficulty, round: int, prompts: list[str], labels: list[str],
+def make_level(vocab: Any, difficulty: Difficulty, round: int, prompts: list[str], labels: list[str],
                weight: float = 1.0) -> Level:
-    seqs = [BOS + p + a + EOS for p, a in zip(prompts, labels)]
-    lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-    starts = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts)) + len(BOS)
-    buckets = []
-    for length in np.unique(lengths):
-        idx = np.flatnonzero(lengths == length)
-        buckets.append((vocab.encode([seqs[i] for i in idx]), starts[idx]))
-    return Level(difficulty, round, buckets, weight)
+    """A level of training sequences, tokenized by the learner's `vocab` (its `encode_examples`)."""
+    return Level(difficulty, round, vocab.encode_examples(prompts, labels), weight)
 
 
 @dataclass

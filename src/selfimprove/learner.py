@@ -9,10 +9,9 @@ warmup-stable-decay schedule.  `train` continues the same optimizer state across
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable, Iterator
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +58,18 @@ class Vocab:
             raise ValueError(f"characters {bad} are not in the vocabulary {self.chars[1:]!r}")
         return ids
 
+    def encode_examples(self, prompts: list[str], answers: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Training sequences BOS + prompt + answer + EOS, grouped by length: [(tokens [N, L], answer_start [N])]
+        (answer_start: the position of the answer's first token)."""
+        seqs = [BOS + p + a + EOS for p, a in zip(prompts, answers)]
+        lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        starts = np.fromiter(map(len, prompts), dtype=np.int64, count=len(prompts)) + len(BOS)
+        buckets = []
+        for length in np.unique(lengths):
+            idx = np.flatnonzero(lengths == length)
+            buckets.append((self.encode([seqs[i] for i in idx]), starts[idx]))
+        return buckets
+
     def decode(self, ids: np.ndarray) -> tuple[list[str], list[bool]]:
         """[N, T] generated ids -> texts cut at the first EOS, and whether an EOS was produced."""
         chars = np.frombuffer(self.chars.encode("ascii"), dtype=np.uint8)[ids]
@@ -76,11 +87,20 @@ def wsd_lr(step: int, total: int, warmup: int, decay: int, peak: float, floor: f
     return peak * (1 - (1 - floor) * (step - decay_start + 1) / decay)
 
 
-class Learner:
-    def __init__(self, vocab: Vocab, model: GPT, train_cfg: TrainConfig, device: torch.device):
-        self.vocab, self.model, self.cfg, self.device = vocab, model, train_cfg, device
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
+class Trainer:
+    """What every learner shares: AdamW over the trainable weights, whose state carries across rounds;
+    the warmup-stable-decay schedule of each round; answer-only loss; the moving average of the
+    trainable weights (`train.ema`), which generates; and safetensors checkpoints of all three.
+
+    A learner subclasses it with `vocab` (texts <-> token ids: `encode_examples` builds training
+    sequences) and `logits(tokens)`, and generates inside `with self.averaged():`."""
+
+    def __init__(self, model: torch.nn.Module, train_cfg: TrainConfig, device: torch.device,
+                 amp: torch.dtype | None = None):
+        self.model, self.cfg, self.device, self.amp = model, train_cfg, device, amp
+        self.trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+        decay = [p for _, p in self.trainable if p.dim() >= 2]
+        no_decay = [p for _, p in self.trainable if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=train_cfg.lr, betas=(0.9, train_cfg.beta2), eps=train_cfg.eps,
@@ -89,20 +109,14 @@ class Learner:
         # The average generates; the raw weights only train. A tiny NoPE model's accuracy one step
         # beyond its data swings from step to step (reverse addition, 8-digit sums after a 7-digit
         # round: 0.00-0.72 every 50 steps); the average with decay 0.99 stays within 0.49-0.87.
-        self.ema = copy.deepcopy(model).requires_grad_(False) if train_cfg.ema > 0 else None
+        self.ema = [p.detach().clone() for _, p in self.trainable] if train_cfg.ema > 0 else None
 
-    @classmethod
-    def create(cls, alphabet: str, model: ModelConfig, train: TrainConfig, seed: int, device: str = "auto"):
-        vocab = Vocab(alphabet)
-        dev = pick_device(device)
-        torch.manual_seed(seed)
-        net = GPT(GPTConfig(len(vocab), model.n_layer, model.n_head, model.d_model, model.d_ff)).to(dev)
-        return cls(vocab, net, train, dev)
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B, T] -> next-token logits [B, T, vocab]."""
+        raise NotImplementedError
 
     def _autocast(self):
-        if self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None else nullcontext()
 
     # --- training -----------------------------------------------------------------------------
 
@@ -113,7 +127,8 @@ class Learner:
         only. Returns the loss of every step."""
         peak = self.cfg.lr if peak is None else peak
         self.model.train()
-        averaged = [] if self.ema is None else list(zip(self.ema.parameters(), self.model.parameters()))
+        params = [p for _, p in self.trainable]
+        averaged = [] if self.ema is None else list(zip(self.ema, params))
         losses = []
         for step in range(steps):
             tokens, answer_start = next(batches)
@@ -124,13 +139,13 @@ class Learner:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             with self._autocast():
-                logits = self.model(x[:, :-1])
+                logits = self.logits(x[:, :-1])
             loss_all = F.cross_entropy(logits.float().transpose(1, 2), x[:, 1:], reduction="none")
             loss = (loss_all * mask).sum() / mask.sum()
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.cfg.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
             self.optimizer.step()
             with torch.no_grad():
                 for average, weight in averaged:
@@ -140,65 +155,58 @@ class Learner:
                 on_step(step, losses[-1])
         return losses
 
-    # --- generation ---------------------------------------------------------------------------
-
-    @property
-    def decoder(self) -> GPT:
-        """The weights that label and are audited: the moving average when there is one."""
-        return self.model if self.ema is None else self.ema
-
-    def generate(self, prompts: list[str], budgets: list[int], batch_size: int = 1024
-                 ) -> tuple[list[str], list[bool], list[float]]:
-        """Greedy answers, each cut at EOS or after budget characters; whether EOS was produced; and
-        the answer's confidence (smallest probability of a chosen token).
-        Prompts are grouped by length so that no batch carries padding; BOS is added here."""
-        model = self.decoder
-        model.eval()
-        texts: list[str] = [""] * len(prompts)
-        finished: list[bool] = [False] * len(prompts)
-        confidence: list[float] = [0.0] * len(prompts)
-        lengths = np.fromiter((len(p) for p in prompts), dtype=np.int64, count=len(prompts))
-        order = np.argsort(lengths, kind="stable")
-        for length in np.unique(lengths):
-            same = order[lengths[order] == length]
-            for chunk in np.array_split(same, math.ceil(len(same) / batch_size)):
-                ids = torch.from_numpy(self.vocab.encode([BOS + prompts[i] for i in chunk])).to(self.device)
-                # Each row generates its budget + 1 tokens at most (room for EOS), whatever its batch-mates'
-                # budgets: its confidence then covers what it would generate alone.
-                limits = [budgets[i] + 1 for i in chunk]
-                with self._autocast():
-                    out, conf = model.generate(ids, max(limits), eos_id=0,
-                                               limits=torch.tensor(limits, device=self.device))
-                for i, text, done, c in zip(chunk, *self.vocab.decode(out.cpu().numpy()), conf.tolist()):
-                    # A row cut at its limit decodes to budget + 1 characters (the filler after it is EOS).
-                    budget = budgets[i]
-                    texts[i], finished[i], confidence[i] = text[:budget], bool(done) and len(text) <= budget, c
-        return texts, finished, confidence
+    @contextmanager
+    def averaged(self):
+        """The weights that label and are audited: inside this block the trainable weights are the
+        moving average when there is one (the raw weights come back after it, bit for bit)."""
+        self.model.eval()
+        if self.ema is None:
+            yield
+            return
+        with torch.no_grad():
+            raw = [p.detach().clone() for _, p in self.trainable]
+            for (_, p), average in zip(self.trainable, self.ema):
+                p.copy_(average)
+        try:
+            yield
+        finally:
+            with torch.no_grad():
+                for (_, p), weight in zip(self.trainable, raw):
+                    p.copy_(weight)
 
     # --- checkpoints --------------------------------------------------------------------------
 
-    def _networks(self, path: Path) -> list[tuple[GPT, Path]]:
-        """Each network with its weights file: `path`.safetensors, and `path`.ema.safetensors for the average."""
-        networks = [(self.model, path.with_suffix(".safetensors"))]
+    def _files(self, path: Path) -> list[tuple[list[torch.Tensor], Path]]:
+        """The trainable weights in `path`.safetensors, their moving average in `path`.ema.safetensors."""
+        files = [([p for _, p in self.trainable], path.with_suffix(".safetensors"))]
         if self.ema is not None:
-            networks.append((self.ema, path.with_suffix(".ema.safetensors")))
-        return networks
+            files.append((self.ema, path.with_suffix(".ema.safetensors")))
+        return files
 
     def save(self, path: Path) -> list[Path]:
-        """Write the weights (and the moving average's) and `path`.optim.safetensors (AdamW state)."""
-        for net, file in self._networks(path):
-            save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(file))
+        """Write the trainable weights (never a pretrained model's frozen ones), their moving average,
+        and `path`.optim.safetensors (AdamW state)."""
+        names = [name for name, _ in self.trainable]
+        for tensors, file in self._files(path):
+            save_file({n: t.detach().contiguous() for n, t in zip(names, tensors)}, str(file))
         optim = path.with_suffix(".optim.safetensors")
         state: dict[str, torch.Tensor] = {}
         for i, st in self.optimizer.state_dict()["state"].items():
             for key, value in st.items():
                 state[f"{i}.{key}"] = torch.as_tensor(value).reshape(-1) if key == "step" else value.contiguous()
         save_file(state, str(optim))
-        return [file for _, file in self._networks(path)] + [optim]
+        return [file for _, file in self._files(path)] + [optim]
 
     def load(self, path: Path) -> None:
-        for net, file in self._networks(path):
-            net.load_state_dict(load_file(str(file), device=str(self.device)))
+        names = [name for name, _ in self.trainable]
+        for tensors, file in self._files(path):
+            saved = load_file(str(file), device=str(self.device))
+            if set(saved) != set(names):
+                raise ValueError(f"{file} holds other weights than this learner trains "
+                                 f"({len(saved)} tensors, expected {len(names)}): was it written by another config?")
+            with torch.no_grad():
+                for name, t in zip(names, tensors):
+                    t.copy_(saved[name])
         optim = path.with_suffix(".optim.safetensors")
         tensors = load_file(str(optim), device=str(self.device))
         sd = self.optimizer.state_dict()
@@ -208,3 +216,60 @@ class Learner:
             state.setdefault(int(i), {})[key] = value.reshape(()) if key == "step" else value
         sd["state"] = state
         self.optimizer.load_state_dict(sd)
+
+
+class Learner(Trainer):
+    """selfimprove's own tiny model (model.py) on the task's characters."""
+
+    def __init__(self, vocab: Vocab, model: GPT, train_cfg: TrainConfig, device: torch.device):
+        super().__init__(model, train_cfg, device, torch.bfloat16 if device.type == "cuda" else None)
+        self.vocab = vocab
+
+    @classmethod
+    def create(cls, alphabet: str, model: ModelConfig, train: TrainConfig, seed: int, device: str = "auto"):
+        vocab = Vocab(alphabet)
+        dev = pick_device(device)
+        torch.manual_seed(seed)
+        net = GPT(GPTConfig(len(vocab), model.n_layer, model.n_head, model.d_model, model.d_ff)).to(dev)
+        return cls(vocab, net, train, dev)
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens)
+
+    def generate(self, prompts: list[str], budgets: list[int], batch_size: int = 1024, samples: int = 1,
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0
+                 ) -> tuple[list[str], list[bool], list[float]]:
+        """Answers, each cut at EOS or after budget characters; whether EOS was produced; and the
+        answer's confidence (smallest probability the model gave a token it chose). Greedy when
+        temperature is 0; otherwise `samples` answers per prompt, drawn at that temperature (and top-p)
+        from one prefill of the prompt, in prompt-major order (prompt i's sample s at i * samples + s).
+        Prompts are grouped by length so that no batch carries padding; BOS is added here."""
+        n = len(prompts) * samples
+        texts: list[str] = [""] * n
+        finished: list[bool] = [False] * n
+        confidence: list[float] = [0.0] * n
+        lengths = np.fromiter((len(p) for p in prompts), dtype=np.int64, count=len(prompts))
+        order = np.argsort(lengths, kind="stable")
+        per_chunk = max(1, batch_size // samples)
+        with self.averaged():
+            for length in np.unique(lengths):
+                same = order[lengths[order] == length]
+                for chunk in np.array_split(same, math.ceil(len(same) / per_chunk)):
+                    ids = torch.from_numpy(self.vocab.encode([BOS + prompts[i] for i in chunk])).to(self.device)
+                    # Each row generates its budget + 1 tokens at most (room for EOS), whatever its batch-mates'
+                    # budgets: its confidence then covers what it would generate alone.
+                    limits = [budgets[i] + 1 for i in chunk]
+                    # every chunk its own random stream, whatever else this call generates
+                    generator = None if temperature == 0 else torch.Generator(self.device).manual_seed(
+                        int(np.random.SeedSequence([seed, int(length), int(chunk[0])]).generate_state(1)[0]))
+                    with self._autocast():
+                        out, conf = self.model.generate(ids, max(limits), eos_id=0,
+                                                        limits=torch.tensor(limits, device=self.device),
+                                                        samples=samples, temperature=temperature, top_p=top_p,
+                                                        generator=generator)
+                    rows = [i * samples + s for i in chunk for s in range(samples)]
+                    for j, text, done, c in zip(rows, *self.vocab.decode(out.cpu().numpy()), conf.tolist()):
+                        # A row cut at its limit decodes to budget + 1 characters (the filler after it is EOS).
+                        budget = budgets[j // samples]
+                        texts[j], finished[j], confidence[j] = text[:budget], bool(done) and len(text) <= budget, c
+        return texts, finished, confidence

@@ -24,7 +24,7 @@ import numpy as np
 import pyarrow as pa
 
 from selfimprove.audit import check, held_out, label_quality
-from selfimprove.committee import Committee, LearnerFactory, tiny_learner
+from selfimprove.committee import Committee, LearnerFactory, build_learner, labelling
 from selfimprove.config import Config, TrainConfig
 from selfimprove.filters import filter_outputs
 from selfimprove.noise import corrupt
@@ -71,7 +71,8 @@ def draw(task: Task, cfg: Config, r: int, difficulties: list[Difficulty]):
 
 CANDIDATE_SCHEMA = pa.schema([
     ("round", pa.int32()), ("difficulty", pa.list_(pa.int32())), ("prompt", pa.string()),
-    ("proposer", pa.int32()), ("outputs", pa.list_(pa.string())), ("finished", pa.list_(pa.bool_())),
+    ("proposer", pa.int32()), ("outputs", pa.list_(pa.string())), ("member", pa.list_(pa.int32())),
+    ("sample", pa.list_(pa.int32())), ("finished", pa.list_(pa.bool_())),
     ("confidence", pa.list_(pa.float32())),
     ("label", pa.string()), ("kept", pa.bool_()), ("drop_reason", pa.string()), ("vote_share", pa.float64()),
     ("corrupted", pa.bool_()), ("truth", pa.string()), ("label_correct", pa.bool_()),
@@ -90,7 +91,7 @@ def schedule(train: TrainConfig, r: int) -> tuple[int, int, int, float]:
 # --- the loop --------------------------------------------------------------------------------------
 
 
-def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: LearnerFactory = tiny_learner
+def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: LearnerFactory = build_learner
              ) -> list[dict[str, Any]]:
     """Run (or resume) rounds until `loop.rounds`, `loop.target`, or a round whose filters keep nothing;
     returns the metrics of every round. `make_learner` builds each member's learner (default: the tiny
@@ -157,8 +158,9 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     if r == 0:
         outputs, finished, confidence = [[] for _ in prompts], [[] for _ in prompts], [[] for _ in prompts]
     else:
-        with ui.phase("label", n * committee.size) as advance:
-            outputs, finished, confidence = committee.generate(prompts, advance)
+        with ui.phase("label", n * committee.size * cfg.committee.samples) as advance:
+            outputs, finished, confidence = committee.generate(
+                prompts, advance, labelling(cfg, stream_seed(cfg.seed, "sample", r)))
 
     # verify: filters see prompts and outputs, never truth
     enter("verify")
@@ -199,6 +201,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
         "round": r,
         "difficulties": [list(d) for d in difficulties],
         "committee": committee.size,
+        "samples": cfg.committee.samples,
         "n_generated": n,
         "n_kept": n_kept,
         "kept_share": n_kept / n if n else None,
@@ -223,8 +226,12 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
         metrics["self_consistency"] = probes
     if any(corrupted):
         metrics["n_corrupted"] = sum(corrupted)
+    # outputs[i][j] is member j // samples's sample j % samples
+    who = [k for k in range(committee.size) for _ in range(cfg.committee.samples)]
+    which = [s for _ in range(committee.size) for s in range(cfg.committee.samples)]
     candidates = pa.table({
         "round": [r] * n, "difficulty": diffs, "prompt": prompts, "proposer": proposer, "outputs": outputs,
+        "member": [who if r else [] for _ in range(n)], "sample": [which if r else [] for _ in range(n)],
         "finished": finished, "confidence": confidence, "label": kept_labels, "kept": kept, "drop_reason": reasons,
         "vote_share": shares, "corrupted": corrupted, "truth": truths,
         "label_correct": [lab == tr if k else None for lab, tr, k in zip(labels, truths, kept)],

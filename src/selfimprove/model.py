@@ -88,18 +88,24 @@ class GPT(nn.Module):
         return self.head(self.norm(x))
 
     @torch.inference_mode()
-    def generate(self, prompts: torch.Tensor, max_new_tokens: int, eos_id: int, limits: torch.Tensor | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Greedy continuation of equal-length prompts [B, P] -> [B, max_new_tokens] tokens, and the
-        confidence of each row: the smallest probability of a token it chose (EOS included).
+    def generate(self, prompts: torch.Tensor, max_new_tokens: int, eos_id: int, limits: torch.Tensor | None = None,
+                 samples: int = 1, temperature: float = 0.0, top_p: float = 1.0,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Continuation of equal-length prompts [B, P] -> [B * samples, max_new_tokens] tokens, and the
+        confidence of each row: the smallest probability the model gave a token the row chose (EOS
+        included). Greedy when temperature is 0; otherwise each prompt's `samples` rows (rows
+        i * samples .. i * samples + samples - 1) are drawn from softmax(logits / temperature), cut to
+        the top-p nucleus, all from the one prefill of the prompt (its keys and values are computed once
+        and copied to the samples' rows).
 
         Each row stops at its first EOS (the EOS is kept, later positions are filled with EOS), or
-        after limits[row] tokens when `limits` [B] is given (later positions are filled with EOS too).
+        after limits[prompt] tokens when `limits` [B] is given (later positions are filled with EOS too).
         Finished rows are dropped from the batch so they cost nothing further."""
         B, P = prompts.shape
         cfg = self.cfg
-        out = torch.full((B, max_new_tokens), eos_id, dtype=torch.long, device=prompts.device)
-        confidence = torch.ones(B, device=prompts.device)
+        n = B * samples
+        out = torch.full((n, max_new_tokens), eos_id, dtype=torch.long, device=prompts.device)
+        confidence = torch.ones(n, device=prompts.device)
         if B == 0 or max_new_tokens == 0:
             return out, confidence
         shape = (B, cfg.n_head, P + max_new_tokens, cfg.d_model // cfg.n_head)
@@ -108,18 +114,25 @@ class GPT(nn.Module):
         dtype = torch.get_autocast_dtype(device.type) if autocast else self.embed.weight.dtype
         caches = [(torch.empty(shape, dtype=dtype, device=device), torch.empty(shape, dtype=dtype, device=device))
                   for _ in self.blocks]
-        rows = torch.arange(B, device=device)  # the original row of each batch row
-        finished = torch.zeros(B, dtype=torch.bool, device=device) if limits is None else limits <= 0
+        rows = torch.arange(n, device=device)  # the output row of each batch row
+        if limits is not None:
+            limits = limits.repeat_interleave(samples)
+        finished = torch.zeros(n, dtype=torch.bool, device=device) if limits is None else limits <= 0
         x, pos = self.embed(prompts), 0
         for t in range(max_new_tokens):
             n_new = x.shape[1]
             for i, (block, cache) in enumerate(zip(self.blocks, caches)):
                 x = block(x, cache, pos, last_only=i == len(self.blocks) - 1)
             pos += n_new
-            best, token = self.head(self.norm(x[:, -1])).float().softmax(dim=-1).max(dim=-1)
+            if t == 0 and samples > 1:  # the prefill is done once per prompt; each sample gets a copy
+                x = x.repeat_interleave(samples, dim=0)
+                caches = [(k.repeat_interleave(samples, dim=0), v.repeat_interleave(samples, dim=0))
+                          for k, v in caches]
+            logits = self.head(self.norm(x[:, -1])).float()
+            token, chosen = pick(logits, temperature, top_p, generator)
             token = token.masked_fill(finished, eos_id)
             out[rows, t] = token
-            confidence[rows] = torch.minimum(confidence[rows], best.masked_fill(finished, 1.0))
+            confidence[rows] = torch.minimum(confidence[rows], chosen.masked_fill(finished, 1.0))
             finished = finished | (token == eos_id)
             if limits is not None:
                 finished |= limits[rows] <= t + 1
@@ -138,3 +151,21 @@ class GPT(nn.Module):
         """Drop the batch rows where `keep` is False from the row map, last tokens, flags and caches."""
         keep = keep.nonzero().squeeze(1)
         return rows[keep], token[keep], finished[keep], [(k[keep], v[keep]) for k, v in caches]
+
+
+def pick(logits: torch.Tensor, temperature: float = 0.0, top_p: float = 1.0,
+         generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next tokens from logits [B, V]: the most likely (temperature 0) or a draw from
+    softmax(logits / temperature) cut to the smallest set of tokens whose probability reaches top_p;
+    and the probability the model itself (temperature 1) gave each chosen token."""
+    probs = logits.softmax(dim=-1)
+    if temperature == 0:
+        chosen, token = probs.max(dim=-1)
+        return token, chosen
+    warped = (logits / temperature).softmax(dim=-1)
+    if top_p < 1.0:
+        ranked, order = warped.sort(dim=-1, descending=True)
+        outside = ranked.cumsum(dim=-1) - ranked >= top_p  # tokens after the nucleus is full
+        warped = warped.scatter(-1, order, ranked.masked_fill(outside, 0.0))
+    token = torch.multinomial(warped, 1, generator=generator).squeeze(1)
+    return token, probs.gather(1, token[:, None]).squeeze(1)

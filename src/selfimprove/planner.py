@@ -15,18 +15,20 @@ from typing import Any
 
 import numpy as np
 
+from selfimprove.committee import labelling
 from selfimprove.config import Config
 from selfimprove.filters import filter_outputs
 from selfimprove.tasks import Difficulty, Task, difficulty_key, stream_seed
 
 
 def self_consistency(committee: Any, task: Task, cfg: Config, difficulties: list[Difficulty], r: int) -> float:
-    """Share of fresh probe problems that every member answers alike and the filters keep (the least
-    over `difficulties`). Label-free: no truth is read."""
+    """Share of fresh probe problems that every member (every sample, with committee.samples > 1) answers
+    alike and the filters keep (the least over `difficulties`). Label-free: no truth is read."""
     shares = []
     for d in difficulties:
         prompts = task.sample(d, range(cfg.loop.probe_problems), stream_seed(cfg.seed, "probe", r)).prompts
-        v = filter_outputs(cfg, task, prompts, *committee.generate(prompts))
+        answers = committee.generate(prompts, sampling=labelling(cfg, stream_seed(cfg.seed, "probe-sample", r)))
+        v = filter_outputs(cfg, task, prompts, *answers)
         shares.append(float(np.mean([k and s == 1.0 for k, s in zip(v.kept, v.vote_share)])))
     return min(shares)
 
