@@ -1,6 +1,6 @@
 """selfimprove's tiny learner vs Hugging Face LlamaForCausalLM + generate, same size, same shapes.
 
-    pip install -e '.[bench]' && python benchmarks/bench_round.py          # both sizes
+    pip install -e '.[hf]' && python benchmarks/bench_round.py          # both sizes
     python benchmarks/bench_round.py --sizes cpu --label-prompts 512       # faster
 
 Shapes are those of 17-digit reverse addition: `<bos>a+b=` is 37 tokens, the answer 18 digits + EOS.
@@ -34,7 +34,7 @@ def hf_model(m: ModelConfig, vocab_size: int):
     try:
         from transformers import LlamaConfig, LlamaForCausalLM
     except ImportError:
-        raise SystemExit("the benchmark compares with Hugging Face: pip install -e '.[bench]'") from None
+        raise SystemExit("the benchmark compares with Hugging Face: pip install -e '.[hf]'") from None
     cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=m.d_model, intermediate_size=m.d_ff,
                       num_hidden_layers=m.n_layer, num_attention_heads=m.n_head, num_key_value_heads=m.n_head,
                       max_position_embeddings=1024,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Creates .venv with a CPU build of PyTorch (no multi-GB CUDA download on a CPU-only machine) and
-# selfimprove with its test tools. Safe to run again.
+# selfimprove with its test tools and the hf extra (Hugging Face learners). Safe to run again.
 #   TORCH_INDEX_URL=<a PyTorch wheel index>  install torch from there (e.g. PyTorch's CPU index)
 #   TORCH_SPEC='torch>=2.4,<2.15'            another torch requirement (e.g. a CUDA build on a GPU box)
 #   Debian's chromium (for the report's browser test) is installed with apt-get when missing and
@@ -20,4 +20,4 @@ python -m pip install -q --upgrade pip
 if ! python -c "import torch" 2>/dev/null; then
     python -m pip install -q "${TORCH_SPEC:-torch==2.13.0}" ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"}
 fi
-python -m pip install -q -e ".[test]"
+python -m pip install -q -e ".[test,hf]"

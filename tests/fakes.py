@@ -69,13 +69,14 @@ class FakeLearner:
         self.fingerprint = digest.digest()
         return losses
 
-    def generate(self, prompts, budgets, batch_size=1024):
+    def generate(self, prompts, budgets, batch_size=1024, samples=1, temperature=0.0, top_p=1.0, seed=0):
+        """`samples` copies of the answer per prompt, prompt-major (as the Learner's sampled answers)."""
         texts, finished, confidence = [], [], []
         for p, budget in zip(prompts, budgets):
             a = answer(self.seed, self.k, p)
-            texts.append(a[:budget])
-            finished.append(len(a) <= budget)
-            confidence.append(RIGHT_CONFIDENCE if is_right(self.seed, self.k, p) else WRONG_CONFIDENCE)
+            texts += [a[:budget]] * samples
+            finished += [len(a) <= budget] * samples
+            confidence += [RIGHT_CONFIDENCE if is_right(self.seed, self.k, p) else WRONG_CONFIDENCE] * samples
         return texts, finished, confidence
 
     def save(self, path: Path) -> list[Path]:

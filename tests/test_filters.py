@@ -57,7 +57,7 @@ class PathTask(type(task)):
 
 
 def test_verify_filter_uses_the_tasks_verifier_and_needs_eos():
-    v = apply_filters(["verify"], PathTask(), PROMPTS[:3], [["1x"], ["2x"], ["1x"]], [[True], [True], [False]],
+    v = apply_filters(["verify"], PathTask(), PROMPTS[:3], [["19"], ["29"], ["19"]], [[True], [True], [False]],
                       [[1.0]] * 3)
     assert v.kept == [True, False, False] and v.drop_reason[1:] == ["verify: failed"] * 2
 
@@ -85,3 +85,10 @@ def test_defaults_are_the_papers_agreement_and_no_confidence_floor_and_no_filter
     assert apply_filters(["confidence"], task, PROMPTS[:2], outputs, finished, conf).kept == [True, True]
     v = apply_filters([], task, PROMPTS[:2], outputs, finished, conf)  # an empty list of filters keeps all
     assert v.kept == [True, True] and v.drop_reason == [None, None]
+
+
+def test_a_label_outside_the_tasks_characters_is_dropped_whatever_the_filters():
+    """A Hugging Face model can answer in any token; such a label cannot be trained on."""
+    v = apply_filters(["none"], task, PROMPTS[:3], [["12"], ["1x"], ["<pad>"]], [[True]] * 3, [[1.0]] * 3)
+    assert v.kept == [True, False, False]
+    assert v.drop_reason == [None] + ["alphabet: not the task's characters"] * 2

@@ -6,10 +6,12 @@
     selfimprove report RUN [RUN ...] [--out DIR]
     selfimprove sweep [CONFIG] [--size K ...] [--agree SHARE ...] [--set key=value ...]
     selfimprove tasks
+    selfimprove eval RUN [--round R] [--difficulty D ...] [--samples N] [--json] [--out FILE]
 """
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from contextlib import contextmanager
@@ -56,12 +58,20 @@ class RichUI:
         self.progress.advance(self.rounds)
 
 
-def _check_extras(cfg) -> None:
+def _check_extras(cfg) -> dict:
+    """Fail before anything is written if the config needs what is missing; returns what the manifest
+    records about the learner (an hf learner: the resolved model and revision)."""
+    learner = {"kind": cfg.learner.kind}
+    if cfg.learner.kind == "hf":
+        from selfimprove.hf import check
+
+        learner = check(cfg)
     if cfg.tracking == "tensorboard":
         try:
             import tensorboardX  # noqa: F401
         except ImportError:
             raise ConfigError("tracking = 'tensorboard' needs tensorboardX: pip install -e '.[tracking]'") from None
+    return learner
 
 
 def _refuse_live(run_dir: RunDir) -> None:
@@ -110,8 +120,8 @@ def run(
     """Start a new run."""
     try:
         cfg = load_config(config, set_)
-        _check_extras(cfg)
-        run_dir = RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed, overwrite)
+        learner = _check_extras(cfg)
+        run_dir = RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed, overwrite, learner=learner)
     except (ConfigError, RunError) as e:
         fail(str(e))
     seeds = [difficulty_key(d) for d in cfg.task.build().base_difficulties(cfg.task.base)]
@@ -265,6 +275,65 @@ def tasks() -> None:
         batch = task.sample(task.example(), [0], seed=0)
         table.add_row(name, ", ".join(task.axes), batch.prompts[0], batch.truths[0], task.description)
     console.print(table)
+
+
+@app.command("eval")
+def eval_(
+    run_path: Annotated[Path, typer.Argument(metavar="RUN", help="run directory")],
+    round_: Annotated[int | None, typer.Option("--round", help="committed round to evaluate; default the last")] = None,
+    difficulty: Annotated[list[str] | None, typer.Option(
+        help="difficulty to evaluate, e.g. 9, or 3,4 for two axes (repeat the option); default the round's "
+             "audit difficulties")] = None,
+    problems: Annotated[int | None, typer.Option(help="fresh problems per difficulty; default audit.problems")] = None,
+    samples: Annotated[int, typer.Option(help="sampled answers per member, for pass@N and maj@N")] = 1,
+    temperature: Annotated[float | None, typer.Option(
+        help="of the sampled answers; default 0.7 with --samples above 1")] = None,
+    seed: Annotated[int, typer.Option(help="which set of fresh problems (each seed has a stream of its own)")] = 0,
+    json_: Annotated[bool, typer.Option("--json", help="print the result as JSON instead of a table")] = False,
+    out: Annotated[Path | None, typer.Option(help="also write the result as JSON to this file (outside RUN)")] = None,
+) -> None:
+    """Score a committed round's models on fresh held-out problems: greedy accuracy of each member and of
+    their vote; with --samples N also pass@N and maj@N. Writes nothing into RUN."""
+    from selfimprove.committee import MemberError
+    from selfimprove.evaluate import evaluate, heading, parse_difficulty, resolve, table
+
+    try:
+        difficulties = [parse_difficulty(d) for d in difficulty] if difficulty else None
+        spec = resolve(run_path, round_, difficulties, problems, samples, temperature, seed)
+    except (RunError, ConfigError, ValueError) as e:
+        fail(str(e))
+    except KeyError as e:
+        fail(f"{run_path} is damaged (no {e} in its metrics); `selfimprove report {run_path}` says what is there.")
+    if out is not None and out.resolve().is_relative_to(run_path.resolve()):
+        fail(f"--out {out} is inside the run directory, which eval never writes; choose a path outside it.")
+    n = spec.cfg.committee.size * len(spec.difficulties) * spec.problems * (
+        1 + (spec.sampling.samples if spec.sampling else 0))
+    progress = Progress(TextColumn("{task.description:>7}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                        console=err, transient=True)
+    try:
+        with progress:
+            bar = progress.add_task("answers", total=n)
+            result = evaluate(spec, advance=lambda k: progress.advance(bar, k))
+    except MemberError as e:
+        fail(f"{e}\nIs {spec.checkpoint} a checkpoint of this run's learners?")
+    text = json.dumps(result, indent=1)
+    if out is not None:
+        try:
+            out.write_text(text + "\n")
+        except OSError as e:
+            fail(f"cannot write {out}: {e}")
+    if json_:
+        typer.echo(text)
+        return
+    console.print(heading(result), markup=False, soft_wrap=True)
+    console.print(table(result))
+    for name in ("vote", "pass", "maj"):
+        if name in result:
+            label = name if name == "vote" else f"{name}@{result['samples']}"
+            console.print(f"{label}: " + " ".join(f"{k}:{v:.3f}" for k, v in result[name].items()), markup=False)
+    console.print(f"frontier: {result['frontier']}", markup=False)
+    if out is not None:
+        console.print(f"json: {out}", markup=False, soft_wrap=True)
 
 
 def main() -> None:

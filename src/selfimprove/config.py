@@ -67,6 +67,8 @@ class LearnerConfig(_Strict):
     lora_alpha: float = Field(16.0, gt=0, description="hf: LoRA alpha (scale alpha / rank)")
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="hf: LoRA dropout")
     lora_targets: list[str] = Field(LORA_TARGETS, min_length=1, description="hf: module names LoRA adapts")
+    rope: bool = Field(True, description="hf, init = 'scratch': rotary position embeddings; false scales them to "
+                       "nothing (every rotation below 1e-5 rad), a NoPE model like the tiny one")
     gradient_checkpointing: bool = Field(False, description="hf: recompute activations in the backward pass "
                                          "(less memory, more time)")
 
@@ -75,6 +77,9 @@ class LearnerConfig(_Strict):
         if self.kind == "hf" and self.model is None and self.init == "pretrained":
             raise ValueError("learner.kind = 'hf' needs learner.model (a Hub id or a local folder), or "
                              "learner.init = 'scratch' for a Llama of [model]'s shapes")
+        if not self.rope and self.init != "scratch":
+            raise ValueError("learner.rope = false changes a model's architecture: it needs learner.init = 'scratch' "
+                             "(a pretrained model keeps the positions it was trained with)")
         if self.chat_template and self.tokens != "model":
             raise ValueError("learner.chat_template needs learner.tokens = 'model' (a chat template is text for "
                              "the model's own tokenizer)")

@@ -92,11 +92,14 @@ def apply_filters(names: list[str], task: Task, prompts: list[str], outputs: lis
                   min_confidence: float = 0.0) -> Verdicts:
     """outputs[i][k]: member k's answer to prompts[i] (likewise finished and confidence)."""
     thresholds = Thresholds(agree, min_confidence)
+    alphabet = set(task.alphabet)
     v = Verdicts([], [], [], [])
     for prompt, outs, dones, confs in zip(prompts, outputs, finished, confidence):
         c = vote(prompt, outs, dones, confs)
-        reason = None
-        for name in names:
+        # a model with a larger vocabulary than the task's (a Hugging Face model) can answer in any character;
+        # such a label could not even be trained on
+        reason = None if alphabet.issuperset(c.label) else "alphabet: not the task's characters"
+        for name in names if reason is None else []:
             reason = FILTERS[name](task, c, thresholds)
             if reason is not None:
                 break

@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,8 +53,12 @@ def _versions() -> dict[str, str]:
 
     from selfimprove import __version__
 
-    return {"selfimprove": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "pyarrow": pa.__version__}
+    versions = {"selfimprove": __version__, "python": platform.python_version(), "torch": torch.__version__,
+                "numpy": numpy.__version__, "pyarrow": pa.__version__}
+    for extra in ("transformers", "peft"):  # when the learner uses them
+        if extra in sys.modules:
+            versions[extra] = sys.modules[extra].__version__
+    return versions
 
 
 class RunDir:
@@ -63,8 +68,9 @@ class RunDir:
     # --- opening -------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, root: Path, config_toml: str, seed: int, overwrite: bool = False) -> RunDir:
-        """A new, empty run. Refuses an existing run unless `overwrite`."""
+    def create(cls, root: Path, config_toml: str, seed: int, overwrite: bool = False, **about: Any) -> RunDir:
+        """A new, empty run. Refuses an existing run unless `overwrite`. `about` goes in the manifest (the
+        learner: its kind, and for a Hugging Face model the resolved id and revision)."""
         if root.exists() and any(root.iterdir()):
             if not overwrite:
                 raise RunError(
@@ -81,7 +87,7 @@ class RunDir:
             atomic_write(staging / "config.toml", config_toml)
             run = cls(staging)
             run._write_manifest({"status": "running", "committed_rounds": [], "seed": seed,
-                                 "versions": _versions(), "created": time.time(), "rounds": {}})
+                                 "versions": _versions(), "created": time.time(), "rounds": {}, **about})
             if root.exists():
                 shutil.rmtree(root)
             os.replace(staging, root)

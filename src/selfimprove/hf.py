@@ -1,0 +1,332 @@
+"""The `hf` learner: a Hugging Face causal LM (pretrained or built from scratch), fine-tuned fully or
+with LoRA, behind the same interface as the tiny learner (learner.py's Trainer: AdamW, the round
+schedule, the moving average, answer-only loss and checkpoints are shared code).
+
+    cfg = load_config("hf-copy")                       # learner.kind = "hf"
+    check(cfg)                                         # bad model, tokenizer or LoRA targets: HFError
+    learner = HFLearner.create(cfg, cfg.task.build(), seed=0)
+    texts, finished, confidence = learner.generate(["abc="], budgets=[3])
+
+Text becomes tokens one of two ways (`learner.tokens`): `chars` maps every character to the model's
+token for that one character (digits one token each, as the paper's pretrained runs did); `model` uses
+the model's own tokenizer on the prompt and on the answer separately (so an answer's tokens never merge
+with its prompt's). Needs the `hf` extra: pip install -e '.[hf]'.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from selfimprove.config import Config, ConfigError, LearnerConfig, ModelConfig
+from selfimprove.learner import Trainer, pick_device
+from selfimprove.model import init_weights
+from selfimprove.tasks import Task
+
+INSTALL = "pip install -e '.[hf]'  (transformers, peft, accelerate)"
+PAD = "<pad>"
+
+
+class HFError(ConfigError):
+    """The hf learner cannot be built as configured; the message says what to change."""
+
+
+def _transformers():
+    try:
+        import transformers
+    except ImportError:
+        raise HFError(f"learner.kind = 'hf' needs the hf extra: {INSTALL}") from None
+    return transformers
+
+
+# --- building -------------------------------------------------------------------------------------
+
+
+def char_tokenizer(alphabet: str):
+    """A fast tokenizer with one token per character of `alphabet`, plus <eos> (also BOS) and <pad>."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+
+    transformers = _transformers()
+    vocab = {"<eos>": 0, PAD: 1} | {c: i + 2 for i, c in enumerate(sorted(set(alphabet)))}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", bos_token="<eos>",
+                                                pad_token=PAD, clean_up_tokenization_spaces=False)
+
+
+# Linear RoPE scaling by this factor turns every rotation (position / factor radians at most) into
+# nothing measurable: attention then sees no position but the causal mask's, as in the tiny NoPE model.
+NO_ROPE = {"rope_type": "linear", "factor": 1e9, "rope_theta": 10000.0}
+
+
+def char_llama(alphabet: str, shapes: ModelConfig, rope: bool = True):
+    """A Llama of the tiny model's shapes over `alphabet`'s characters (fresh weights) and its tokenizer."""
+    transformers = _transformers()
+    tokenizer = char_tokenizer(alphabet)
+    config = transformers.LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=shapes.d_model, intermediate_size=shapes.d_ff,
+        num_hidden_layers=shapes.n_layer, num_attention_heads=shapes.n_head, num_key_value_heads=shapes.n_head,
+        max_position_embeddings=4096, tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+        **({} if rope else {"rope_parameters": NO_ROPE}))
+    return transformers.LlamaForCausalLM(config), tokenizer
+
+
+def _is_path(name: str) -> bool:
+    """A folder rather than a Hub id (`owner/name`)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or Path(name).expanduser().exists()
+
+
+def _load(what: str, loader, lc: LearnerConfig, **kwargs):
+    """`loader.from_pretrained(lc.model)`, every failure turned into what to do about it."""
+    name = lc.model
+    if _is_path(name) and not Path(name).expanduser().exists():
+        raise HFError(f"learner.model = {name!r}: no such folder; point it at a folder holding the model and its "
+                      f"tokenizer (save_pretrained), or give a Hugging Face Hub id")
+    try:
+        return loader.from_pretrained(os.path.expanduser(name), revision=lc.revision, **kwargs)
+    except (OSError, ValueError) as e:
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        if Path(name).expanduser().is_dir():
+            raise HFError(f"learner.model = {name!r}: the folder has no usable {what} ({e})") from None
+        raise HFError(f"learner.model = {name!r}: cannot load its {what} from the Hugging Face Hub"
+                      f"{' (HF_HUB_OFFLINE is set)' if offline else ''}: {str(e).splitlines()[0]}. Download it "
+                      f"where there is a network (`hf download {name}`) into the cache or a folder, then point "
+                      f"learner.model at that folder") from None
+
+
+def build(cfg: Config, task: Task, device: torch.device | str = "meta"):
+    """(model, tokenizer) as `cfg.learner` says, on `device` ('meta': shapes only, no weights loaded)."""
+    transformers = _transformers()
+    lc = cfg.learner
+    dtype = _dtype(lc, pick_device(cfg.device))
+    if lc.model is None:
+        with torch.device(device):
+            model, tokenizer = char_llama(task.alphabet, cfg.model, lc.rope)
+    else:
+        tokenizer = _load("tokenizer", transformers.AutoTokenizer, lc)
+        config = _load("config", transformers.AutoConfig, lc)
+        if not lc.rope:
+            config.rope_parameters = NO_ROPE
+        if lc.init == "scratch" or str(device) == "meta":
+            with torch.device(device):
+                model = transformers.AutoModelForCausalLM.from_config(config, dtype=dtype)
+        else:
+            model = _load("weights", transformers.AutoModelForCausalLM, lc, dtype=dtype).to(device)
+    if lc.init == "scratch" and str(device) != "meta":
+        init_weights(model, model.config.num_hidden_layers, residual=("o_proj.weight", "down_proj.weight"))
+    return model.to(dtype), tokenizer
+
+
+def _dtype(lc: LearnerConfig, device: torch.device) -> torch.dtype:
+    if lc.dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, lc.dtype)
+
+
+def _adapt(model, lc: LearnerConfig):
+    """LoRA adapters on `lc.lora_targets` (lora_rank > 0), or every weight trainable."""
+    if lc.lora_rank == 0:
+        return model.requires_grad_(True)
+    have = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    missing = [t for t in lc.lora_targets if t not in have]
+    if missing:
+        raise HFError(f"learner.lora_targets: the model has no {missing}; its linear layers are {have}")
+    try:
+        import peft
+    except ImportError:
+        raise HFError(f"learner.lora_rank > 0 needs peft: {INSTALL}") from None
+    config = peft.LoraConfig(r=lc.lora_rank, lora_alpha=lc.lora_alpha, lora_dropout=lc.lora_dropout,
+                             target_modules=list(lc.lora_targets), bias="none")
+    return peft.get_peft_model(model, config)
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+
+class Tokens:
+    """Texts <-> a Hugging Face tokenizer's ids, for training sequences and generation."""
+
+    def __init__(self, tokenizer, alphabet: str, lc: LearnerConfig):
+        self.tokenizer, self.mode, self.chat = tokenizer, lc.tokens, lc.chat_template
+        self.eos = tokenizer.eos_token_id
+        if self.eos is None:
+            raise HFError(f"learner.model = {lc.model!r}: its tokenizer has no EOS token; answers could not end")
+        self.bos = [] if self.chat or tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
+        self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
+        if self.mode == "chars":
+            ids, missing = {}, []
+            for c in sorted(set(alphabet)):
+                for found in (tokenizer.encode(c, add_special_tokens=False), [tokenizer.convert_tokens_to_ids(c)]):
+                    if len(found) == 1 and found[0] is not None and tokenizer.decode(found) == c:
+                        ids[c] = found[0]  # a token that is this character and nothing else
+                        break
+                else:
+                    missing.append(c)
+            if missing:
+                raise HFError(f"learner.tokens = 'chars': the tokenizer of {lc.model!r} has no single token for "
+                              f"{missing} (the task's characters: {''.join(sorted(set(alphabet)))!r}); use "
+                              f"learner.tokens = 'model'")
+            self.lut = np.full(0x110000 if max(map(ord, ids)) > 255 else 256, -1, dtype=np.int64)
+            for c, i in ids.items():
+                self.lut[ord(c)] = i
+            self.chars = {i: c for c, i in ids.items()}
+
+    def _text(self, text: str) -> list[int]:
+        if self.mode == "chars":
+            ids = self.lut[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)]
+            if (ids < 0).any():
+                raise ValueError(f"{text!r} has characters outside the task's alphabet")
+            return ids.tolist()
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def prompt(self, prompt: str) -> list[int]:
+        if self.chat:
+            text = self.tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
+                                                      add_generation_prompt=True)
+            return self.tokenizer.encode(text, add_special_tokens=False)
+        return self.bos + self._text(prompt)
+
+    def encode_examples(self, prompts: list[str], answers: list[str]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Training sequences BOS + prompt + answer + EOS grouped by token length:
+        [(tokens [N, L], answer_start [N])]."""
+        by_length: dict[int, tuple[list[list[int]], list[int]]] = {}
+        for p, a in zip(prompts, answers):
+            head = self.prompt(p)
+            seq = head + self._text(a) + [self.eos]
+            rows, starts = by_length.setdefault(len(seq), ([], []))
+            rows.append(seq)
+            starts.append(len(head))
+        return [(np.array(rows, dtype=np.int64), np.array(starts, dtype=np.int64))
+                for _, (rows, starts) in sorted(by_length.items())]
+
+    def decode(self, ids: list[int]) -> tuple[str, bool]:
+        """Generated ids -> the text before the first EOS, and whether there was an EOS."""
+        done = self.eos in ids
+        ids = ids[: ids.index(self.eos)] if done else ids
+        if self.mode == "chars":
+            return "".join(self.chars.get(i) or self.tokenizer.decode([i]) for i in ids), done
+        return self.tokenizer.decode(ids), done
+
+
+# --- the learner ----------------------------------------------------------------------------------
+
+
+class HFLearner(Trainer):
+    def __init__(self, model, tokens: Tokens, cfg: Config, device: torch.device):
+        super().__init__(model, cfg.train, device, torch.bfloat16 if device.type == "cuda" else None)
+        self.vocab = tokens
+
+    @classmethod
+    def create(cls, cfg: Config, task: Task, seed: int) -> HFLearner:
+        lc = cfg.learner
+        device = pick_device(cfg.device)
+        torch.manual_seed(seed)
+        model, tokenizer = build(cfg, task, device)
+        tokens = Tokens(tokenizer, task.alphabet, lc)
+        model = _adapt(model, lc)
+        if lc.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if lc.lora_rank:
+                model.enable_input_require_grads()
+        return cls(model, tokens, cfg, device)
+
+    def logits(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=tokens, use_cache=False).logits
+
+    def generate(self, prompts: list[str], budgets: list[int], batch_size: int = 1024, samples: int = 1,
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int = 0
+                 ) -> tuple[list[str], list[bool], list[float]]:
+        """As the tiny learner's: answers cut at EOS or after budget characters (prompt-major,
+        `samples` per prompt), whether EOS was produced, and the least probability the model gave a
+        token it chose (the first budget + 1 tokens). Batched and left-padded, with `generate`'s KV cache;
+        several samples come from `num_return_sequences`."""
+        transformers = _transformers()
+        n = len(prompts) * samples
+        texts: list[str] = [""] * n
+        finished: list[bool] = [False] * n
+        confidence: list[float] = [0.0] * n
+        encoded = [self.vocab.prompt(p) for p in prompts]
+        order = np.argsort([len(e) for e in encoded], kind="stable")  # similar lengths share a batch
+        per_chunk = max(1, batch_size // samples)
+        sampled = temperature > 0
+        settings = dict(  # all of them: a pretrained model's own generation_config (say, top_p 0.9) never applies
+            do_sample=sampled, temperature=temperature if sampled else None, top_p=top_p if sampled else None,
+            top_k=None, num_return_sequences=samples, eos_token_id=self.vocab.eos, pad_token_id=self.vocab.pad,
+            output_logits=True, return_dict_in_generate=True)
+        with self.averaged(), torch.inference_mode():
+            for c0 in range(0, len(prompts), per_chunk):
+                chunk = order[c0 : c0 + per_chunk]
+                width = max(len(encoded[i]) for i in chunk)
+                ids = torch.tensor([[self.vocab.pad] * (width - len(encoded[i])) + encoded[i] for i in chunk],
+                                   device=self.device)
+                mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in chunk],
+                                    device=self.device)
+                limits = torch.tensor([budgets[i] + 1 for i in chunk], device=self.device).repeat_interleave(samples)
+                if sampled:  # every chunk its own random stream
+                    torch.manual_seed(int(np.random.SeedSequence([seed, c0]).generate_state(1)[0]))
+                with self._autocast():
+                    config = transformers.GenerationConfig(max_new_tokens=int(limits.max()), **settings)
+                    out = self.model.generate(input_ids=ids, attention_mask=mask, generation_config=config)
+                new = out.sequences[:, width:]
+                chosen = torch.stack([step.float().softmax(dim=-1).gather(1, new[:, t, None]).squeeze(1)
+                                      for t, step in enumerate(out.logits)], dim=1)
+                new = new[:, : chosen.shape[1]]
+                steps = torch.arange(new.shape[1], device=self.device)
+                ended = (new == self.vocab.eos).int().cumsum(dim=1)
+                # a row's tokens count up to its first EOS and within its own limit
+                live = (steps[None, :] < limits[:, None]) & ((ended == 0) | ((ended == 1) & (new == self.vocab.eos)))
+                conf = chosen.masked_fill(~live, 1.0).min(dim=1).values
+                for j, row in enumerate(new.tolist()):
+                    i = int(chunk[j // samples])
+                    text, done = self.vocab.decode(row[: int(limits[j])])
+                    k = i * samples + j % samples
+                    budget = budgets[i]
+                    texts[k], finished[k], confidence[k] = text[:budget], done and len(text) <= budget, float(conf[j])
+        return texts, finished, confidence
+
+
+# --- checks before a run starts -------------------------------------------------------------------
+
+
+def check(cfg: Config) -> dict[str, Any]:
+    """Everything that can be checked before a run writes anything: the extra, the model and tokenizer
+    (loaded without weights), the task's characters, the LoRA targets, and whether the members fit in
+    memory. Returns what goes in the manifest (the resolved model and revision); raises HFError."""
+    lc = cfg.learner
+    task = cfg.task.build()
+    model, tokenizer = build(cfg, task, "meta")
+    Tokens(tokenizer, task.alphabet, lc)
+    model = _adapt(model, lc)
+    device = pick_device(cfg.device)
+    dtype = _dtype(lc, device)
+    params = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    per_member = params * dtype.itemsize + trainable * (4 + 8 + (4 if cfg.train.ema else 0))
+    members_here = math.ceil(cfg.committee.size / min(cfg.committee.workers, cfg.committee.size))
+    need = per_member * members_here
+    free = _free_memory(device)
+    if free is not None and need > free:
+        raise HFError(f"{members_here} member(s) of {params / 1e6:.0f}M parameters need at least {need / 2**30:.1f} "
+                      f"GiB on {device} for weights, gradients and AdamW state before any activation; "
+                      f"{free / 2**30:.1f} GiB is free. Use LoRA (learner.lora_rank), a smaller dtype, fewer "
+                      f"members per worker (committee.workers) or a smaller model")
+    revision = getattr(model.config, "_commit_hash", None) or lc.revision
+    return {"kind": "hf", "model": lc.model or f"llama from [model] shapes ({params} parameters)",
+            "revision": revision, "init": lc.init, "parameters": params, "trainable": trainable}
+
+
+def _free_memory(device: torch.device) -> int | None:
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type == "cpu" and hasattr(os, "sysconf"):
+        try:
+            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError):
+            return None
+    return None
