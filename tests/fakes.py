@@ -38,6 +38,11 @@ def truth(prompt: str) -> str:
     return prompt[:-1]  # copy: "abc=" -> "abc"
 
 
+def sample_seed(seed: int, s: int) -> int:
+    """The fake's seed for its sample s (sample 0: its own seed)."""
+    return seed + 7919 * s
+
+
 def is_right(seed: int, k: int, prompt: str) -> bool:
     return draw(seed, prompt) < SHARES[k].get(len(prompt) - 1, 0.0)
 
@@ -70,13 +75,16 @@ class FakeLearner:
         return losses
 
     def generate(self, prompts, budgets, batch_size=1024, samples=1, temperature=0.0, top_p=1.0, seed=0):
-        """`samples` copies of the answer per prompt, prompt-major (as the Learner's sampled answers)."""
+        """`samples` answers per prompt, prompt-major (as the Learner's sampled answers): sample s is
+        `answer(sample_seed(self.seed, s), k, prompt)`, so sample 0 is the greedy answer."""
         texts, finished, confidence = [], [], []
         for p, budget in zip(prompts, budgets):
-            a = answer(self.seed, self.k, p)
-            texts += [a[:budget]] * samples
-            finished += [len(a) <= budget] * samples
-            confidence += [RIGHT_CONFIDENCE if is_right(self.seed, self.k, p) else WRONG_CONFIDENCE] * samples
+            for s in range(samples):
+                a = answer(sample_seed(self.seed, s), self.k, p)
+                texts.append(a[:budget])
+                finished.append(len(a) <= budget)
+                confidence.append(RIGHT_CONFIDENCE if is_right(sample_seed(self.seed, s), self.k, p)
+                                  else WRONG_CONFIDENCE)
         return texts, finished, confidence
 
     def save(self, path: Path) -> list[Path]:

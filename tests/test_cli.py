@@ -161,8 +161,8 @@ def test_sweep_tabulates_each_committee_and_reuses_finished_runs(tiny_overrides,
     assert result.exit_code == 0, result.output
     folder = tmp_path / "runs" / "tiny-sweep"
     table = (folder / "sweep.md").read_text().splitlines()
-    assert table[0].startswith("| K | agree | rounds | label_precision |") and len(table) == 4
-    assert table[2].startswith("| 1 | - | 1 |") and table[3].startswith("| 2 | 1.000 | 1 |")
+    assert table[0].startswith("| K | N | agree | rounds | label_precision |") and len(table) == 4
+    assert table[2].startswith("| 1 | 1 | - | 1 |") and table[3].startswith("| 2 | 1 | 1.000 | 1 |")
     assert sorted(p.name for p in folder.iterdir()) == ["k1", "k2-a1", "sweep.md"]
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "committee of" not in again.output  # nothing ran twice

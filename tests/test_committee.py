@@ -207,6 +207,27 @@ def test_worker_processes_return_each_members_answers_in_member_order(fake_overr
     assert len({str(m) for m in b[1]["audit_members"]}) == 3
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sampled_votes_count_every_answer_of_every_member(fake_overrides, workers):
+    cfg, run = start([*fake_overrides, "loop.rounds=1", "committee.size=2", "committee.samples=3",
+                      "committee.temperature=0.7", "committee.agree=0.6", f"committee.workers={workers}"])
+    history = run_loop(cfg, run, make_learner=fakes.fake_learner)
+    c = run.candidates(1).to_pydict()
+    who = [(k, s) for k in range(2) for s in range(3)]
+    assert all(m == [k for k, _ in who] and s == [s for _, s in who] for m, s in zip(c["member"], c["sample"]))
+    assert c["outputs"] == [[fakes.answer(fakes.sample_seed(1000 * k, s), k, p) for k, s in who]
+                            for p in c["prompt"]]
+    labels = []
+    for outs, kept, share in zip(c["outputs"], c["kept"], c["vote_share"]):
+        top = max(outs, key=outs.count)
+        assert share == outs.count(top) / 6  # the vote is over all K x N answers
+        assert kept == (share >= 0.6 and outs.count(top) > max((outs.count(o) for o in set(outs) - {top}), default=0))
+        labels.append(top if kept else None)
+    assert c["label"] == labels and 0 < sum(c["kept"]) < len(labels)
+    good = [lab == fakes.truth(p) for lab, p in zip(labels, c["prompt"]) if lab is not None]
+    assert history[1]["label_precision"] == sum(good) / len(good) and history[1]["samples"] == 3
+
+
 def test_per_member_problems_are_each_members_own_and_all_vote(fake_overrides):
     cfg, run = start([*fake_overrides, "loop.rounds=1", "committee.problems=per_member"])
     history = run_loop(cfg, run, make_learner=fakes.fake_learner)

@@ -138,3 +138,39 @@ def test_initial_weights_have_the_documented_scales():
     params = dict(model.named_parameters())
     for name, std in expected.items():
         assert abs(params[name].std().item() / std - 1) < 0.05, name
+
+
+def test_samples_share_one_prefill_and_each_is_scored_by_the_model(monkeypatch):
+    """Every sample's confidence equals the least probability an uncached forward pass gives the tokens it
+    drew: the prefill's keys and values reached each sample's row intact, also across compactions."""
+    compactions = spy_on_compaction(monkeypatch)
+    model = eos_biased_model()
+    prompts = torch.randint(1, 7, (8, 9))
+    limits = torch.tensor([12, 3, 12, 12, 5, 12, 12, 12])
+    out, confidence = model.generate(prompts, 12, eos_id=0, limits=limits, samples=4, temperature=1.0,
+                                     generator=torch.Generator().manual_seed(0))
+    assert out.shape == (32, 12) and compactions
+    rows = torch.arange(32) // 4  # prompt-major: prompt i's samples are rows 4i..4i+3
+    assert all(len({tuple(r) for r in out[rows == i].tolist()}) > 1 for i in range(8))  # samples differ
+    out = out.clone()  # out of inference mode
+    seq = torch.cat([prompts[rows], out], dim=1)
+    with torch.no_grad():
+        probs = model(seq[:, :-1]).softmax(-1)[:, prompts.shape[1] - 1:].gather(-1, out[..., None])[..., 0]
+    ends = torch.where((out == 0).any(1), (out == 0).float().argmax(1), 11)
+    alive = (torch.arange(12)[None, :] <= ends[:, None]) & (torch.arange(12)[None, :] < limits[rows][:, None])
+    assert torch.allclose(confidence, probs.masked_fill(~alive, 1.0).min(1).values, atol=1e-5)
+    assert (out[rows == 1][:, 3:] == 0).all()  # a prompt's limit holds for each of its samples
+    again, _ = model.generate(prompts, 12, eos_id=0, limits=limits, samples=4, temperature=1.0,
+                              generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)
+
+
+def test_a_vanishing_nucleus_or_temperature_samples_the_greedy_answer():
+    model = eos_biased_model()
+    prompts = torch.randint(1, 7, (16, 9))
+    greedy, conf = model.generate(prompts, 10, eos_id=0)
+    for kwargs in ({"temperature": 1.0, "top_p": 1e-6}, {"temperature": 1e-4}):
+        sampled, sconf = model.generate(prompts, 10, eos_id=0, samples=3, generator=torch.Generator().manual_seed(1),
+                                        **kwargs)
+        assert torch.equal(sampled, greedy.repeat_interleave(3, dim=0))
+        assert torch.allclose(sconf, conf.repeat_interleave(3))

@@ -16,15 +16,15 @@ def test_summary_by_hand():
     rounds = [metrics(0, None, None, 100, 100, 6, 0.0, 60.0), metrics(1, 1.0, 0.5, 50, 100, 7, 2.0, 10.0),
               metrics(2, 0.5, None, 25, 100, 8, 4.0, 20.0), metrics(3, None, 1.0, 0, 100, 8, 6.0, 0.0)]
     row = summarize(cfg, rounds)
-    assert row == {"K": 3, "agree": 1.0, "rounds": 3, "label_precision": 0.75, "min_label_precision": 0.5,
+    assert row == {"K": 3, "N": 1, "agree": 1.0, "rounds": 3, "label_precision": 0.75, "min_label_precision": 0.5,
                    "label_recall": 0.75, "kept_share": 0.25, "frontier": 8, "label_s_per_round": 4.0,
                    "train_s_per_round": 10.0, "total_min": pytest.approx((60 + 12 + 24 + 6 + 4) / 60)}
     one = summarize(load_config("quick"), rounds[:1])
     assert one["agree"] is None and one["rounds"] == 0 and one["label_precision"] is None
     table = markdown([row, one]).splitlines()
-    assert table[0].startswith("| K | agree | rounds | label_precision | min_label_precision |")
-    assert table[2].startswith("| 3 | 1.000 | 3 | 0.750 | 0.500 | 0.750 | 0.250 | 8 | 4.000 | 10.000 |")
-    assert table[3].startswith("| 1 | - | 0 | - | - |")
+    assert table[0].startswith("| K | N | agree | rounds | label_precision | min_label_precision |")
+    assert table[2].startswith("| 3 | 1 | 1.000 | 3 | 0.750 | 0.500 | 0.750 | 0.250 | 8 | 4.000 | 10.000 |")
+    assert table[3].startswith("| 1 | 1 | - | 0 | - | - |")
 
 
 def test_a_committee_of_one_runs_once_and_every_other_size_once_per_threshold(tmp_path):
@@ -34,3 +34,14 @@ def test_a_committee_of_one_runs_once_and_every_other_size_once_per_threshold(tm
     assert [(c.committee.size, c.committee.agree, c.name) for c in configs] == [
         (1, 1.0, "k1"), (3, 0.6, "k3-a0.6"), (3, 1.0, "k3-a1")]
     assert {c.out_dir for c in configs} == {str(folder)}
+
+
+def test_samples_are_an_axis_and_one_sampled_learner_votes(tmp_path):
+    folder, configs = sweep_configs("quick", [f"out_dir={tmp_path}", "loop.filters=['majority']"], [1, 3], [1.0],
+                                    (1, 3), temperature=0.5)
+    assert [(c.committee.size, c.committee.samples, c.committee.temperature, c.name) for c in configs] == [
+        (1, 1, 0.0, "k1"), (1, 3, 0.5, "k1-n3-a1"), (3, 1, 0.0, "k3-a1"), (3, 3, 0.5, "k3-n3-a1")]
+    sampled = summarize(configs[1], [metrics(0, None, None, 10, 10, 6, 0.0, 1.0)])
+    assert sampled["N"] == 3 and sampled["agree"] == 1.0  # one model sampled three times votes too
+    _, defaults = sweep_configs("quick", [f"out_dir={tmp_path}", "loop.filters=['majority']"], [1], [1.0], (2,))
+    assert defaults[0].committee.temperature == 0.7

@@ -4,7 +4,7 @@
     selfimprove resume RUN
     selfimprove status [RUN]
     selfimprove report RUN [RUN ...] [--out DIR]
-    selfimprove sweep [CONFIG] [--size K ...] [--agree SHARE ...] [--set key=value ...]
+    selfimprove sweep [CONFIG] [--size K ...] [--samples N ...] [--agree SHARE ...] [--set key=value ...]
     selfimprove tasks
     selfimprove eval RUN [--round R] [--difficulty D ...] [--samples N] [--json] [--out FILE]
 """
@@ -206,14 +206,19 @@ def sweep(
     size: Annotated[list[int] | None, typer.Option(help="committee sizes to compare (repeat the option)")] = None,
     agree: Annotated[list[float] | None, typer.Option(
         help="vote thresholds: share of members that must agree (repeat the option)")] = None,
+    samples: Annotated[list[int] | None, typer.Option(
+        help="sampled answers per member to compare (repeat the option); default 1 (greedy)")] = None,
+    temperature: Annotated[float | None, typer.Option(
+        help="sampling temperature where samples > 1; default the config's, else 0.7")] = None,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a config value: key=value")] = None,
 ) -> None:
-    """Voter economics: run the same rounds with several committee sizes and vote thresholds, then
-    tabulate label precision, recall, kept share and seconds."""
+    """Voter economics: run the same rounds with several committee sizes, samples per member and vote
+    thresholds, then tabulate label precision, recall, kept share and seconds."""
     from selfimprove.sweep import markdown, summarize, sweep_configs
 
     try:
-        folder, configs = sweep_configs(config, set_ or [], size or [1, 3, 5], agree or [0.8])
+        folder, configs = sweep_configs(config, set_ or [], size or [1, 3, 5], agree or [0.8], samples or [1],
+                                        temperature)
     except ConfigError as e:
         fail(str(e))
     rows = []
@@ -232,7 +237,8 @@ def sweep(
         except RunError as e:
             fail(str(e))
         if run_dir.manifest()["status"] != "finished":
-            console.print(f"run {root}: committee of {cfg.committee.size}, agree {cfg.committee.agree:g}")
+            console.print(f"run {root}: committee of {cfg.committee.size}, {cfg.committee.samples} answer(s) each, "
+                          f"agree {cfg.committee.agree:g}")
             run_dir.set_status("running")
             _execute(cfg, run_dir)
         rows.append(summarize(cfg, run_dir.metrics()))
