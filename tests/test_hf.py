@@ -311,3 +311,35 @@ def test_selfimprove_init_for_models_built_from_scratch(model_dir, tiny_override
     o = hf.model.model.layers[0].self_attn.o_proj.weight
     assert float(q.std()) == pytest.approx(q.shape[1] ** -0.5, rel=0.15)
     assert float(o.std()) == pytest.approx(o.shape[1] ** -0.5 / np.sqrt(2 * 2), rel=0.15)
+
+
+def test_model_tokens_and_a_chat_template_format_the_prompt(model_dir, tmp_path, tiny_overrides):
+    from transformers import AutoTokenizer
+
+    from selfimprove.config import LearnerConfig
+    from selfimprove.hf import Tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    chars = Tokens(tokenizer, "abc=", LearnerConfig(kind="hf", model="m"))
+    own = Tokens(tokenizer, "abc=", LearnerConfig(kind="hf", model="m", tokens="model"))
+    assert own.prompt("abc=") == chars.prompt("abc=") == [tokenizer.bos_token_id] + tokenizer.encode("abc=")
+    (tokens, starts), = own.encode_examples(["ab=", "ca="], ["ab", "ca"])
+    assert tokens.tolist()[0] == own.prompt("ab=") + tokenizer.encode("ab") + [own.eos] and starts.tolist() == [4, 4]
+    tokenizer.chat_template = ("{% for m in messages %}x{{ m['content'] }}{% endfor %}"
+                               "{% if add_generation_prompt %}y{% endif %}")
+    chat = Tokens(tokenizer, "abc=", LearnerConfig(kind="hf", model="m", tokens="model", chat_template=True))
+    assert chat.prompt("ab=") == tokenizer.encode("xab=y")  # the template, and no BOS of ours before it
+    assert len(set(chat.prompt("ab="))) == 5  # five characters the tokenizer knows, not unknowns
+
+
+@pytest.mark.parametrize("lora", [[], ["learner.lora_rank=4"]], ids=["full", "lora"])
+def test_gradient_checkpointing_trains_alike(model_dir, tiny_overrides, lora):
+    task = load_config("quick", tiny_overrides).task.build()
+    b = task.sample_seed((3,), range(32), 0)
+    runs = []
+    for gc in (False, True):
+        hf = learner(model_dir, tiny_overrides, *lora, f"learner.gradient_checkpointing={str(gc).lower()}")
+        assert getattr(hf.model, "is_activation_checkpointing", None) == gc
+        batch = hf.vocab.encode_examples(b.prompts, b.truths)[0]
+        runs.append(hf.train(iter([batch] * 3), 3, 0, 1))
+    assert runs[0] == pytest.approx(runs[1], rel=1e-5) and runs[0][0] != runs[0][-1]

@@ -231,7 +231,10 @@ class HFLearner(Trainer):
         tokens = Tokens(tokenizer, task.alphabet, lc)
         model = _adapt(model, lc)
         if lc.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            if hasattr(model, "activation_checkpointing_enable"):  # its name since transformers 5.x
+                model.activation_checkpointing_enable({"use_reentrant": False})
+            else:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if lc.lora_rank:
                 model.enable_input_require_grads()
         return cls(model, tokens, cfg, device)
