@@ -1,165 +1,182 @@
-"""selfimprove's tiny learner vs Hugging Face LlamaForCausalLM + generate, same size, same shapes.
+"""The tiny learner against the `hf` learner built at the same size and shapes, side by side in one run.
 
-    pip install -e '.[hf]' && python benchmarks/bench_round.py          # both sizes
-    python benchmarks/bench_round.py --sizes cpu --label-prompts 512       # faster
+    pip install -e '.[hf]' && python benchmarks/bench_round.py                # both sizes, final numbers
+    python benchmarks/bench_round.py --sizes cpu --label-prompts 64 --train-steps 1    # a quick check
 
-Shapes are those of 17-digit reverse addition: `<bos>a+b=` is 37 tokens, the answer 18 digits + EOS.
-The Hugging Face model is the reference implementation's building block: LlamaForCausalLM with
-rope_theta = inf (rotary embedding is then the identity, i.e. NoPE), SDPA attention, untied
-embeddings, fp32, the same threads. Training: forward + backward + AdamW step on the same batch.
-Labeling: greedy generation of 19 new tokens for a batch of prompts (HF: `generate(do_sample=False)`).
-Untrained weights may choose EOS anywhere, so both sides mask it (HF: min_new_tokens = 19; ours: a hook
-on the output layer) and every row generates all 19 tokens; the run stops if either side generated fewer.
-Per-phase seconds of one round are projected from the measured throughputs and the preset's work
-(problems labelled, training steps, audit problems, times its committee size). Ends with grep-able `key: value` lines.
+For each size (cpu: cpu-reverse-add's model; paper: paper-reverse-add's), on 17-digit reverse-addition
+shapes (BOS + `a+b=` is 37 tokens, the answer 18 digits + EOS), both learners are built from scratch:
+the tiny `Learner` and an `HFLearner` (learner.kind = "hf", init = "scratch", rope = false: a Llama of the
+same [model] shapes over the same characters, NoPE, fp32, full fine-tuning; its vocabulary has one more
+token, <pad>). Everything runs through the learners' own `train` and `generate`, i.e. what the loop runs:
+
+- training tokens/s: `train` on the same batch of 128 (cpu) or 64 (paper) problems: forward, backward,
+  clipping, AdamW and the preset's moving average, --train-steps steps;
+- greedy labelling new tokens/s: `generate` of 19 new tokens for --label-prompts prompts;
+- sampling N = 5 at temperature 1 (--label-prompts rows: 1/5 as many prompts, 5 answers each), new tokens/s:
+  the tiny learner's `samples=5` (one prefill per prompt, its KV cache copied to the 5 rows) against
+  the hf learner's (Hugging Face `generate(num_return_sequences=5)`), and against the tiny learner
+  given every prompt 5 times with `samples=1` (5 prefills: the gain of sharing it, on the same model).
+
+Same work: the weights are untrained, so the answers (and their confidence) mean nothing and only the
+throughput counts; but untrained weights may choose EOS anywhere and a row that stops early costs less.
+So a forward hook on each model's output layer sets the EOS logit (and the hf learner's <pad>, which
+is no character) to -inf while generating, every row generates all 19 tokens, and the run stops with
+a message if any row of any side generated fewer. Each figure is the fastest of two timed calls after
+a warm-up call (the host may be shared). Prints the machine, a markdown table per size (every ratio is
+ours / reference) and grep-able `key: value` lines.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import platform
 import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from pathlib import Path
 
-import numpy as np
 import torch
 
-from selfimprove.config import ModelConfig, TrainConfig, load_config
-from selfimprove.learner import Learner
+from selfimprove.config import load_config
+from selfimprove.learner import Learner, Trainer
 from selfimprove.tasks import get_task
 
 DIGITS = 17
+SAMPLES = 5
+SIZES = {"cpu": ("cpu-reverse-add", 128), "paper": ("paper-reverse-add", 64)}  # preset, train batch
 
 
-def hf_model(m: ModelConfig, vocab_size: int):
+def build(preset: str):
+    """The tiny learner and the hf learner of `preset`'s [model] shapes and [train] settings, on the CPU."""
     try:
-        from transformers import LlamaConfig, LlamaForCausalLM
+        from selfimprove.hf import HFLearner
     except ImportError:
-        raise SystemExit("the benchmark compares with Hugging Face: pip install -e '.[hf]'") from None
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=m.d_model, intermediate_size=m.d_ff,
-                      num_hidden_layers=m.n_layer, num_attention_heads=m.n_head, num_key_value_heads=m.n_head,
-                      max_position_embeddings=1024,
-                      rope_parameters={"rope_type": "default", "rope_theta": float("inf")},
-                      tie_word_embeddings=False, bos_token_id=0, eos_token_id=0, pad_token_id=0)
-    torch.manual_seed(0)
-    return LlamaForCausalLM._from_config(cfg, attn_implementation="sdpa").float()
-
-
-def check_same_work(generated: dict[str, list[int]], new_tokens: int) -> None:
-    """Both sides must generate `new_tokens` tokens for every row, or the throughputs compare different work."""
-    for side, counts in generated.items():
-        short = [n for n in counts if n != new_tokens]
-        if short:
-            raise SystemExit(f"labelling: {side} generated {min(counts)}..{max(counts)} tokens per row instead of "
-                             f"{new_tokens} in {len(short)} of {len(counts)} rows (it stopped at EOS), so it did "
-                             "less work than the other side; the tok/s would not compare")
-
-
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up
-    t = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - t) / repeats
-
-
-def bench_size(name: str, preset: str, train_batch: int, label_prompts: int, train_steps: int) -> dict[str, float]:
-    cfg = load_config(preset)
+        raise SystemExit("the benchmark compares with the hf learner: pip install -e '.[hf]'") from None
     task = get_task("reverse_add")
-    learner = Learner.create(task.alphabet, cfg.model, TrainConfig(lr=1e-4), seed=0, device="cpu")
-    batch = task.sample((DIGITS,), range(max(train_batch, label_prompts)), seed=0)
-    seqs = learner.vocab.encode(["\0" + p + t + "\0" for p, t in zip(batch.prompts, batch.truths)])
-    prompt_len = 1 + len(batch.prompts[0])
-    tokens = seqs[:train_batch]
-    starts = np.full(train_batch, prompt_len)
-    new_tokens = seqs.shape[1] - prompt_len  # 18 digits + EOS
+    cfg = load_config(preset, ["learner.kind=hf", "learner.init=scratch", "learner.rope=false", "device=cpu"])
+    tiny = Learner.create(task.alphabet, cfg.model, cfg.train, seed=0, device="cpu")
+    return tiny, HFLearner.create(cfg, task, seed=0)
 
-    # --- training: tokens/s over forward + backward + optimizer step ---
-    def ours_train():
-        learner.train(iter(lambda: (tokens, starts), None), train_steps, 0, 1)
 
-    hf = hf_model(cfg.model, len(learner.vocab))
-    hf_opt = torch.optim.AdamW(hf.parameters(), lr=1e-4, betas=(0.9, 0.98), eps=1e-12, weight_decay=0.01)
-    x = torch.from_numpy(tokens)
-    labels = x.clone()
-    labels[:, :prompt_len] = -100
+def timed(fn: Callable[[], object], repeats: int = 2) -> float:
+    """Seconds of the fastest of `repeats` calls of `fn` after a warm-up call (the host may be shared)."""
+    fn()
+    seconds = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        seconds.append(time.perf_counter() - t)
+    return min(seconds)
 
-    def hf_train():
-        for _ in range(train_steps):
-            hf_opt.zero_grad(set_to_none=True)
-            hf(input_ids=x, labels=labels).loss.backward()
-            torch.nn.utils.clip_grad_norm_(hf.parameters(), 1.0)
-            hf_opt.step()
 
-    train_tokens = train_batch * (seqs.shape[1] - 1) * train_steps
-    r = {"ours_train_tok_s": train_tokens / timed(ours_train, 2), "hf_train_tok_s": train_tokens / timed(hf_train, 2)}
+@contextmanager
+def banned(layer: torch.nn.Module, ids: list[int]):
+    """While inside, `layer`'s output (logits) gives the tokens `ids` probability 0."""
+    index = torch.tensor(ids)
+    hook = layer.register_forward_hook(lambda module, args, logits: logits.index_fill(-1, index, float("-inf")))
+    try:
+        yield
+    finally:
+        hook.remove()
 
-    # --- labeling: new tokens/s of batched greedy decoding ---
-    prompts = ["\0" + p for p in batch.prompts[:label_prompts]]
-    ids = torch.from_numpy(seqs[:label_prompts, :prompt_len])
-    hf.eval()
-    # EOS logit to -inf, as HF's min_new_tokens does: no row stops early, so both sides do the same work.
-    eos = torch.tensor([0])
-    no_eos = learner.decoder.head.register_forward_hook(
-        lambda module, args, logits: logits.index_fill(-1, eos, float("-inf")))
 
-    generated: dict[str, list[int]] = {}  # side -> tokens generated per row, EOS included
+def check_same_work(side: str, counts: list[int], new_tokens: int) -> None:
+    """Every row must generate `new_tokens` tokens, or the throughputs compare different work."""
+    short = [n for n in counts if n != new_tokens]
+    if short:
+        raise SystemExit(f"{side} generated {min(counts)}..{max(counts)} tokens per row instead of {new_tokens} in "
+                         f"{len(short)} of {len(counts)} rows (it stopped at EOS), so it did less work than the "
+                         "other side; the tok/s would not compare")
 
-    def ours_label():
-        texts, _, _ = learner.generate(prompts, [new_tokens - 1] * label_prompts, batch_size=label_prompts)
-        # the text and its EOS, or the text cut at the budget and the token after it
-        generated["ours"] = [len(text) + 1 for text in texts]
 
-    def hf_label():
-        with torch.inference_mode():
-            out = hf.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=new_tokens,
-                              min_new_tokens=new_tokens, do_sample=False, eos_token_id=0, pad_token_id=0)
-        is_eos = out[:, prompt_len:] == 0  # up to and including the first EOS, or all max_new_tokens
-        generated["hf"] = torch.where(is_eos.any(1), is_eos.int().argmax(1) + 1, is_eos.shape[1]).tolist()
+def train_tok_s(learner: Trainer, prompts: list[str], answers: list[str], steps: int) -> float:
+    [(tokens, starts)] = learner.vocab.encode_examples(prompts, answers)  # all of one length: one batch
+    batches = itertools.repeat((tokens, starts))
+    return tokens.shape[0] * (tokens.shape[1] - 1) * steps / timed(lambda: learner.train(batches, steps, 0, 1))
 
-    label_tokens = label_prompts * new_tokens
-    r["ours_label_tok_s"] = label_tokens / timed(ours_label, 2)
-    r["hf_label_tok_s"] = label_tokens / timed(hf_label, 1)
-    no_eos.remove()
-    check_same_work(generated, new_tokens)
 
-    # --- one round of the preset (every member of its committee), projected from the throughputs ---
-    audit_problems = cfg.audit.problems * (cfg.audit.below + cfg.audit.above + 1)
-    k = cfg.committee.size
-    work = {"act": k * cfg.loop.problems * new_tokens, "learn":
-            k * cfg.train.round_steps * cfg.train.batch_size * (seqs.shape[1] - 1),
-            "check": k * audit_problems * new_tokens}
-    for impl in ("ours", "hf"):
-        r[f"{impl}_round_act_s"] = work["act"] / r[f"{impl}_label_tok_s"]
-        r[f"{impl}_round_learn_s"] = work["learn"] / r[f"{impl}_train_tok_s"]
-        r[f"{impl}_round_check_s"] = work["check"] / r[f"{impl}_label_tok_s"]
-    r["params"] = sum(p.numel() for p in learner.model.parameters())
+def generate_tok_s(side: str, learner: Trainer, output_layer: torch.nn.Module, no_char: list[int],
+                   prompts: list[str], new_tokens: int, samples: int = 1, temperature: float = 0.0) -> float:
+    """New tokens/s of `learner.generate` on `prompts` in one batch, every row generating `new_tokens`."""
+    counts: list[int] = []
+
+    def call():
+        budgets = [new_tokens - 1] * len(prompts)  # room for EOS: the learner generates budget + 1 tokens at most
+        texts, _, _ = learner.generate(prompts, budgets, batch_size=len(prompts) * samples, samples=samples,
+                                       temperature=temperature)
+        # A text is cut at its EOS or at the budget: either way the row generated len(text) + 1 tokens.
+        counts[:] = [len(text) + 1 for text in texts]
+
+    with banned(output_layer, no_char):
+        seconds = timed(call)
+    check_same_work(side, counts, new_tokens)
+    return len(counts) * new_tokens / seconds
+
+
+def bench_size(preset: str, train_batch: int, label_prompts: int, train_steps: int) -> dict[str, float]:
+    tiny, hf = build(preset)
+    batch = get_task("reverse_add").sample((DIGITS,), range(max(train_batch, label_prompts)), seed=0)
+    new_tokens = len(batch.truths[0]) + 1  # 18 digits + EOS
+    r = {"tiny_params": sum(p.numel() for p in tiny.model.parameters()),
+         "hf_params": sum(p.numel() for p in hf.model.parameters())}
+
+    # --- training: tokens/s of forward + backward + optimizer step on the same batch ---
+    for side, learner in (("tiny", tiny), ("hf", hf)):
+        r[f"train_{side}_tok_s"] = train_tok_s(learner, batch.prompts[:train_batch], batch.truths[:train_batch],
+                                               train_steps)
+
+    # --- generation: new tokens/s, EOS (and HF's <pad>) masked so that every row generates all of them ---
+    tiny_gen = (tiny.model.head, [0])
+    hf_gen = (hf.model.get_output_embeddings(), [hf.vocab.eos, hf.vocab.pad])
+    prompts = batch.prompts[:label_prompts]
+    r["label_tiny_tok_s"] = generate_tok_s("tiny greedy", tiny, *tiny_gen, prompts, new_tokens)
+    r["label_hf_tok_s"] = generate_tok_s("hf greedy", hf, *hf_gen, prompts, new_tokens)
+    few = prompts[: max(1, label_prompts // SAMPLES)]
+    r["sample_tiny_tok_s"] = generate_tok_s("tiny sampled", tiny, *tiny_gen, few, new_tokens, SAMPLES, 1.0)
+    r["sample_repeat_tok_s"] = generate_tok_s("tiny repeated", tiny, *tiny_gen, few * SAMPLES, new_tokens, 1, 1.0)
+    r["sample_hf_tok_s"] = generate_tok_s("hf sampled", hf, *hf_gen, few, new_tokens, SAMPLES, 1.0)
     return r
+
+
+def machine() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one), torch's threads and version."""
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
+    cpu = names[0] if names else platform.processor() or platform.machine()
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+
+
+# (table row, key of ours, key of the reference, grep-able ratio key): every ratio is ours / reference
+ROWS = [("train tokens/s: tiny vs hf", "train_tiny_tok_s", "train_hf_tok_s", "train_ratio"),
+        ("greedy labelling new tokens/s: tiny vs hf", "label_tiny_tok_s", "label_hf_tok_s", "label_ratio"),
+        (f"N={SAMPLES} sampling new tokens/s: tiny one prefill vs hf num_return_sequences={SAMPLES}",
+         "sample_tiny_tok_s", "sample_hf_tok_s", "sample_ratio_hf"),
+        (f"N={SAMPLES} sampling new tokens/s: tiny one prefill vs tiny prompt repeated {SAMPLES}x",
+         "sample_tiny_tok_s", "sample_repeat_tok_s", "sample_ratio_prefill")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", nargs="+", default=["cpu", "paper"], choices=["cpu", "paper"])
-    parser.add_argument("--label-prompts", type=int, default=1024)
-    parser.add_argument("--train-steps", type=int, default=3)
+    parser.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
+    parser.add_argument("--label-prompts", type=int, default=1024, help="rows of a generation batch")
+    parser.add_argument("--train-steps", type=int, default=3, help="optimizer steps per timed call")
     args = parser.parse_args()
-    torch.manual_seed(0)
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    sizes = {"cpu": ("cpu-reverse-add", 128), "paper": ("paper-reverse-add", 64)}
+    print(f"machine: {machine()}")
     for size in args.sizes:
-        preset, train_batch = sizes[size]
-        r = bench_size(size, preset, train_batch, args.label_prompts, args.train_steps)
-        print(f"\n{size} model ({r['params'] / 1e6:.2f}M params), {DIGITS}-digit shapes, train batch {train_batch}, "
-              f"label batch {args.label_prompts}")
-        print(f"{'':24}{'selfimprove':>14}{'HF Llama':>14}{'ratio':>8}")
-        rows = [("train tokens/s", "train_tok_s"), ("labeling new tokens/s", "label_tok_s"),
-                (f"round act s ({preset})", "round_act_s"), ("round learn s", "round_learn_s"),
-                ("round check s", "round_check_s")]
-        for label, key in rows:
-            ours, hf = r[f"ours_{key}"], r[f"hf_{key}"]
-            ratio = ours / hf if key.endswith("tok_s") else hf / ours
-            print(f"{label:24}{ours:14.1f}{hf:14.1f}{ratio:7.2f}x")
-        print(f"{size}_train_ratio: {r['ours_train_tok_s'] / r['hf_train_tok_s']:.2f}")
-        print(f"{size}_label_ratio: {r['ours_label_tok_s'] / r['hf_label_tok_s']:.2f}")
+        preset, train_batch = SIZES[size]
+        r = bench_size(preset, train_batch, args.label_prompts, args.train_steps)
+        for _, ours, ref, ratio in ROWS:
+            r[ratio] = r[ours] / r[ref]
+        print(f"\n{size} ({preset}'s model: tiny {r['tiny_params'] / 1e6:.2f}M, hf {r['hf_params'] / 1e6:.2f}M "
+              f"params), {DIGITS}-digit shapes, train batch {train_batch}, generation {args.label_prompts} rows\n")
+        print("| measure | ours | reference | ratio |\n|---|---:|---:|---:|")
+        for label, ours, ref, ratio in ROWS:
+            print(f"| {label} | {r[ours]:,.0f} | {r[ref]:,.0f} | {r[ratio]:.2f}x |")
+        print()
+        for key, value in r.items():
+            print(f"{size}_{key}: {value:.2f}" if isinstance(value, float) else f"{size}_{key}: {value}")
 
 
 if __name__ == "__main__":

@@ -305,10 +305,10 @@ def test_config_refuses_what_cannot_work():
 
 def test_selfimprove_init_for_models_built_from_scratch(model_dir, tiny_overrides):
     hf = learner(model_dir, tiny_overrides, "learner.init=scratch")
-    embed = hf.model.get_input_embeddings().weight
+    embed = hf.model.get_input_embeddings().weight.detach()
     assert float(embed.std()) == pytest.approx(1.0, rel=0.1)  # not Hugging Face's 0.02
-    q = hf.model.model.layers[0].self_attn.q_proj.weight
-    o = hf.model.model.layers[0].self_attn.o_proj.weight
+    q = hf.model.model.layers[0].self_attn.q_proj.weight.detach()
+    o = hf.model.model.layers[0].self_attn.o_proj.weight.detach()
     assert float(q.std()) == pytest.approx(q.shape[1] ** -0.5, rel=0.15)
     assert float(o.std()) == pytest.approx(o.shape[1] ** -0.5 / np.sqrt(2 * 2), rel=0.15)
 

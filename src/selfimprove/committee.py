@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from selfimprove.config import Config
 from selfimprove.corpus import Corpus, make_level
@@ -91,6 +92,9 @@ class Member:
 
     def train(self, r: int, steps: int, warmup: int, decay: int, peak: float, advance: Advance) -> list[float]:
         rng = np.random.default_rng([self.seed, r])
+        # what else draws at random while training (a Hugging Face model's dropout) draws from this round's own
+        # stream, so a resumed round trains exactly as an uninterrupted one
+        torch.manual_seed(int(np.random.SeedSequence([self.seed, r]).generate_state(1)[0]))
         batches = self.corpus.batches(r, self.cfg.loop.data, self.cfg.train.batch_size, rng)
         every = max(1, steps // 100)  # report in about 100 chunks (a worker sends each over a pipe)
 

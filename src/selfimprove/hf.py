@@ -258,9 +258,12 @@ class HFLearner(Trainer):
         order = np.argsort([len(e) for e in encoded], kind="stable")  # similar lengths share a batch
         per_chunk = max(1, batch_size // samples)
         sampled = temperature > 0
-        settings = dict(  # all of them: a pretrained model's own generation_config (say, top_p 0.9) never applies
-            do_sample=sampled, temperature=temperature if sampled else None, top_p=top_p if sampled else None,
-            top_k=None, num_return_sequences=samples, eos_token_id=self.vocab.eos, pad_token_id=self.vocab.pad,
+        # Every setting that shapes the answer, explicitly: `generate` fills whatever is left unset from the
+        # model's own generation_config (Llama-3.2: temperature 0.6, top_p 0.9) and then its defaults (top_k 50).
+        settings = dict(
+            do_sample=sampled, temperature=temperature if sampled else 1.0, top_p=top_p if sampled else 1.0,
+            top_k=0, min_p=0.0, typical_p=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
+            num_return_sequences=samples, eos_token_id=self.vocab.eos, pad_token_id=self.vocab.pad,
             output_logits=True, return_dict_in_generate=True)
         with self.averaged(), torch.inference_mode():
             for c0 in range(0, len(prompts), per_chunk):
