@@ -292,6 +292,13 @@ def test_a_missing_extra_names_the_install_command(monkeypatch, tmp_path):
     member_cfg = load_config("hf-copy", [f"out_dir={tmp_path}"])
     with pytest.raises(ConfigError, match="hf extra"):
         Member(member_cfg, 0)
+    from typer.testing import CliRunner
+
+    from selfimprove.cli import app
+
+    result = CliRunner().invoke(app, ["run", "hf-copy", "--set", f"out_dir={tmp_path / 'runs'}"])
+    assert result.exit_code == 2 and "needs the hf extra: pip install -e '.[hf]'" in " ".join(result.output.split())
+    assert not (tmp_path / "runs").exists()
 
 
 def test_config_refuses_what_cannot_work():
@@ -343,3 +350,29 @@ def test_gradient_checkpointing_trains_alike(model_dir, tiny_overrides, lora):
         batch = hf.vocab.encode_examples(b.prompts, b.truths)[0]
         runs.append(hf.train(iter([batch] * 3), 3, 0, 1))
     assert runs[0] == pytest.approx(runs[1], rel=1e-5) and runs[0][0] != runs[0][-1]
+
+
+@pytest.mark.learns
+def test_eval_scores_an_hf_run_and_a_missing_extra_exits_2(model_dir, tiny_overrides, monkeypatch):
+    import json
+
+    from typer.testing import CliRunner
+
+    from selfimprove.cli import app
+
+    cfg, run = start([*tiny_overrides, *hf_overrides(model_dir), "loop.rounds=0"], "evaluated")
+    history = run_loop(cfg, run)
+    runner = CliRunner()
+    # on the audit's own problems (its stream, round 0) eval gives the audit's numbers
+    from selfimprove.tasks import stream_seed
+
+    monkeypatch.setattr("selfimprove.evaluate.stream_seed",
+                        lambda seed, *parts: stream_seed(seed, "audit", 0) if parts == ("eval", 0) else
+                        stream_seed(seed, *parts))
+    result = runner.invoke(app, ["eval", str(run.root), "--json"])
+    assert result.exit_code == 0, result.output
+    scores = json.loads(result.stdout)
+    assert scores["learner"] == "hf" and scores["vote"] == history[0]["audit"]
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    result = runner.invoke(app, ["eval", str(run.root)])
+    assert result.exit_code == 2 and "pip install -e '.[hf]'" in " ".join(result.output.split())

@@ -20,6 +20,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -34,7 +35,7 @@ err = Console(stderr=True, highlight=False)
 
 
 def fail(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(message)}", soft_wrap=True)  # a message is text: '.[hf]' is no markup
     raise typer.Exit(2)
 
 
@@ -322,6 +323,8 @@ def eval_(
             result = evaluate(spec, advance=lambda k: progress.advance(bar, k))
     except MemberError as e:
         fail(f"{e}\nIs {spec.checkpoint} a checkpoint of this run's learners?")
+    except ConfigError as e:  # the learner cannot be built here (say, the hf extra is missing)
+        fail(str(e))
     text = json.dumps(result, indent=1)
     if out is not None:
         try:
