@@ -4,7 +4,9 @@ bad input exits 2 with a message."""
 
 import functools
 import hashlib
+import io
 import json
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -16,9 +18,10 @@ from typer.testing import CliRunner
 
 import selfimprove.evaluate as ev
 from selfimprove.cli import app
+from selfimprove.committee import Sampling
 from selfimprove.config import dump_toml, load_config
 from selfimprove.loop import run_loop
-from selfimprove.rundir import RunDir
+from selfimprove.rundir import RunDir, RunError
 from selfimprove.tasks import stream_seed
 from selfimprove.tasks.strings import Copy
 
@@ -135,6 +138,46 @@ def test_one_sample_at_a_temperature_is_scored_as_sampled(fake_run):
     assert result["samples"] == 1 and result["members_pass"] == result["members_maj"] == result["members"]
 
 
+def test_the_result_names_its_run_and_progress_counts_every_answer(fake_run):
+    cfg, run = fake_run
+    counted = []
+    spec = ev.resolve(run.root, difficulties=[(5,), (6,)], problems=20, samples=3)
+    result = ev.evaluate(spec, make_learner=sampler, advance=counted.append)
+    assert (result["run"], result["task"], result["learner"]) == (str(run.root), "copy", cfg.learner.kind)
+    assert sum(counted) == 3 * 2 * 20 * (1 + 3)  # members x difficulties x problems x (greedy + 3 samples)
+
+
+def test_each_seed_samples_from_streams_of_its_own(fake_run, monkeypatch):
+    _, run = fake_run
+    streams = {}
+    for seed in (0, 1):
+        monkeypatch.setattr(Sampler, "streams", [])
+        ev.evaluate(ev.resolve(run.root, difficulties=[(6,)], problems=20, samples=3, seed=seed), make_learner=sampler)
+        streams[seed] = set(Sampler.streams)
+    assert len(streams[0]) == 3 and not streams[0] & streams[1]
+
+
+def test_resolve_at_the_bounds_of_its_arguments(fake_run):
+    cfg, run = fake_run
+    config = run.root / "config.toml"
+    config.write_text(config.read_text().replace("workers = 1", "workers = 3"))  # as if run with 3 workers
+    spec = ev.resolve(run.root, problems=1, samples=2)
+    assert spec.cfg.committee.workers == 1 and spec.problems == 1  # eval answers in this process
+    assert spec.sampling == Sampling(2, 0.7, 1.0, stream_seed(cfg.seed, "eval", 0, "sample"))
+    assert ev.resolve(run.root, temperature=10).sampling.temperature == 10
+    for kwargs, error, message in (({"temperature": 10.5}, ValueError, "between 0 and 10"),
+                                   ({"samples": 2, "temperature": 0}, ValueError, "2 identical greedy answers"),
+                                   ({"round_": 7}, RunError, "committed rounds: 0, 1, 2$")):
+        with pytest.raises(error, match=message):
+            ev.resolve(run.root, **kwargs)
+
+
+def test_a_run_without_a_committed_round_has_nothing_to_evaluate(fake_overrides):
+    _, run = start(fake_overrides)
+    with pytest.raises(RunError, match="no committed round yet"):
+        ev.resolve(run.root)
+
+
 # --- which checkpoint, and read-only ----------------------------------------------------------------
 
 def test_round_loads_that_rounds_checkpoint(fake_run, monkeypatch):
@@ -184,6 +227,50 @@ def test_bad_input_exits_2_with_a_message(fake_run, fake_cli, monkeypatch, args,
 def test_a_folder_that_is_not_a_run_exits_2(tmp_path):
     result = runner.invoke(app, ["eval", str(tmp_path)])
     assert result.exit_code == 2 and "is not a selfimprove run" in " ".join(result.output.split())
+
+
+# --- what is printed ----------------------------------------------------------------------------------
+
+def made_result(k, n):
+    """A hand-made result of K members with N samples each (None: greedy only) on difficulties 5 and 6."""
+    def scores(x):
+        return {"5": x, "6": x / 2}
+
+    result = {"run": "runs/quick", "round": 2, "problems": 500, "seed": 1, "committee": k, "samples": n,
+              "temperature": 0.7 if n else None, "vote": scores(0.8),
+              "members": [scores(0.1 + j / 100) for j in range(k)]}
+    if n:
+        result |= {"pass": scores(0.9), "maj": scores(0.7), "members_pass": [scores(0.2 + j / 100) for j in range(k)],
+                   "members_maj": [scores(0.3 + j / 100) for j in range(k)]}
+    return result
+
+
+def cells(table) -> list[list[str]]:
+    from rich.console import Console
+
+    console = Console(width=200, file=io.StringIO(), color_system=None)
+    console.print(table)
+    lines = console.file.getvalue().splitlines()
+    return [[c.strip() for c in re.split("[┃│]", line)[1:-1]] for line in lines if line[:1] in "┃│"]
+
+
+def test_the_table_has_a_row_per_difficulty_for_the_vote_then_each_member():
+    assert cells(ev.table(made_result(1, None))) == [
+        ["difficulty", "who", "greedy"], ["5", "member 0", "0.800"], ["6", "member 0", "0.400"]]
+    assert cells(ev.table(made_result(2, None)))[1:4] == [
+        ["5", "vote", "0.800"], ["5", "member 0", "0.100"], ["5", "member 1", "0.110"]]
+    assert cells(ev.table(made_result(2, 3))) == [
+        ["difficulty", "who", "greedy", "pass@3", "maj@3"],
+        ["5", "vote", "0.800", "0.900", "0.700"], ["5", "member 0", "0.100", "0.200", "0.300"],
+        ["5", "member 1", "0.110", "0.210", "0.310"],
+        ["6", "vote", "0.400", "0.450", "0.350"], ["6", "member 0", "0.050", "0.100", "0.150"],
+        ["6", "member 1", "0.055", "0.105", "0.155"]]
+
+
+def test_the_heading_says_what_was_evaluated():
+    greedy = "eval runs/quick round 2 | 500 problems per difficulty | seed 1"
+    assert ev.heading(made_result(2, None)) == greedy
+    assert ev.heading(made_result(2, 3)) == greedy + " | 3 samples at temperature 0.7"
 
 
 # --- a real run ---------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import torch
 
-from selfimprove.model import GPT, GPTConfig
+from selfimprove.model import GPT, GPTConfig, pick
 
 
 def uncached_greedy(model, prompts, max_new, eos_id):
@@ -174,3 +174,15 @@ def test_a_vanishing_nucleus_or_temperature_samples_the_greedy_answer():
                                         **kwargs)
         assert torch.equal(sampled, greedy.repeat_interleave(3, dim=0))
         assert torch.allclose(sconf, conf.repeat_interleave(3))
+
+
+def test_pick_is_greedy_by_default_and_draws_from_the_nucleus_at_a_temperature():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05])
+    logits = probs.log().repeat(4000, 1)
+    token, chosen = pick(logits)
+    assert (token == 0).all() and torch.allclose(chosen, torch.tensor(0.5))
+    # at temperature 0.5 the odds are squared: 0.685, 0.247, 0.062, 0.007; the first two reach top_p 0.75
+    token, chosen = pick(logits, temperature=0.5, top_p=0.75, generator=torch.Generator().manual_seed(0))
+    counts = torch.bincount(token, minlength=4)
+    assert counts[2:].sum() == 0 and abs(counts[0] / counts[:2].sum() - 0.25 / 0.34) < 0.03
+    assert torch.allclose(chosen, probs[token])  # the model's own probability, not the warped one

@@ -2,7 +2,7 @@
 
 import pytest
 
-from selfimprove.config import load_config
+from selfimprove.config import ConfigError, load_config
 from selfimprove.sweep import markdown, summarize, sweep_configs
 
 
@@ -45,3 +45,30 @@ def test_samples_are_an_axis_and_one_sampled_learner_votes(tmp_path):
     assert sampled["N"] == 3 and sampled["agree"] == 1.0  # one model sampled three times votes too
     _, defaults = sweep_configs("quick", [f"out_dir={tmp_path}", "loop.filters=['majority']"], [1], [1.0], (2,))
     assert defaults[0].committee.temperature == 0.7
+
+
+def test_every_axis_of_a_preset_sweep_runs_and_names_its_runs(tmp_path):
+    folder, configs = sweep_configs("cpu-reverse-add", [f"out_dir={tmp_path}", "committee.temperature=0.9"], [2, 1],
+                                    [1.0, 0.6], (2, 1))
+    assert folder == tmp_path / "cpu-reverse-add-sweep" and {c.task.name for c in configs} == {"reverse_add"}
+    assert [(c.committee.size, c.committee.samples, c.committee.agree, c.committee.temperature, c.name)
+            for c in configs] == [
+        (1, 1, 1.0, 0.0, "k1"), (1, 2, 0.6, 0.9, "k1-n2-a0.6"), (1, 2, 1.0, 0.9, "k1-n2-a1"),
+        (2, 1, 0.6, 0.0, "k2-a0.6"), (2, 1, 1.0, 0.0, "k2-a1"), (2, 2, 0.6, 0.9, "k2-n2-a0.6"),
+        (2, 2, 1.0, 0.9, "k2-n2-a1")]
+    assert [summarize(c, [])["agree"] for c in configs] == [None, 0.6, 1.0, 0.6, 1.0, 0.6, 1.0]
+    empty = summarize(configs[0], [])  # a run with no metrics yet
+    assert empty["rounds"] == 0 and empty["frontier"] is None and empty["total_min"] == 0
+
+
+def test_a_sweep_without_the_majority_filter_fails_unless_nothing_votes(tmp_path):
+    length_only = [f"out_dir={tmp_path}", "loop.filters=['length']"]
+    assert [c.name for c in sweep_configs("quick", length_only, [1], [0.8])[1]] == ["k1"]  # one greedy answer
+    for sizes, samples in (([2], (1,)), ([1], (2,))):
+        with pytest.raises(ConfigError, match="needs 'majority' in loop.filters"):
+            sweep_configs("quick", length_only, sizes, [0.8], samples)
+
+
+def test_the_markdown_table_of_one_row():
+    assert markdown([{"K": 1, "agree": None, "kept_share": 0.25}]) == (
+        "| K | agree | kept_share |\n|---|---|---|\n| 1 | - | 0.250 |\n")
