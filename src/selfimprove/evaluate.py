@@ -154,7 +154,8 @@ def heading(result: dict[str, Any]) -> str:
     """`eval runs/quick round 2 | 500 problems per difficulty | seed 0 | 4 samples at temperature 0.7`"""
     n = result["samples"]
     return (f"eval {result['run']} round {result['round']} | {result['problems']} problems per difficulty | seed "
-            f"{result['seed']}" + (f" | {n} samples at temperature {result['temperature']:g}" if n else ""))
+            f"{result['seed']}" + (f" | {n} sample{'s' if n > 1 else ''} at temperature {result['temperature']:g}"
+                                    if n else ""))
 
 
 def table(result: dict[str, Any]) -> Table:
