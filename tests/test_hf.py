@@ -296,9 +296,10 @@ def test_a_missing_extra_names_the_install_command(monkeypatch, tmp_path):
 
     from selfimprove.cli import app
 
-    result = CliRunner().invoke(app, ["run", "hf-copy", "--set", f"out_dir={tmp_path / 'runs'}"])
-    assert result.exit_code == 2 and "needs the hf extra: pip install -e '.[hf]'" in " ".join(result.output.split())
-    assert not (tmp_path / "runs").exists()
+    for command in (["run", "hf-copy"], ["sweep", "hf-copy", "--size", "1"]):
+        result = CliRunner().invoke(app, [*command, "--set", f"out_dir={tmp_path / 'runs'}"])
+        assert result.exit_code == 2 and "needs the hf extra: pip install -e '.[hf]'" in " ".join(result.output.split())
+        assert not (tmp_path / "runs").exists()
 
 
 def test_config_refuses_what_cannot_work():

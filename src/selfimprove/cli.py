@@ -220,6 +220,7 @@ def sweep(
     try:
         folder, configs = sweep_configs(config, set_ or [], size or [1, 3, 5], agree or [0.8], samples or [1],
                                         temperature)
+        learner = _check_extras(configs[0])  # the runs differ only in their committees
     except ConfigError as e:
         fail(str(e))
     rows = []
@@ -234,7 +235,7 @@ def sweep(
                 _refuse_live(run_dir)
                 run_dir.discard_uncommitted()
             else:
-                run_dir = RunDir.create(root, dump_toml(cfg), cfg.seed)
+                run_dir = RunDir.create(root, dump_toml(cfg), cfg.seed, learner=learner)
         except RunError as e:
             fail(str(e))
         if run_dir.manifest()["status"] != "finished":
