@@ -94,8 +94,8 @@ def schedule(train: TrainConfig, r: int) -> tuple[int, int, int, float]:
 def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: LearnerFactory = build_learner
              ) -> list[dict[str, Any]]:
     """Run (or resume) rounds until `loop.rounds`, `loop.target`, or a round whose filters keep nothing;
-    returns the metrics of every round. `make_learner` builds each member's learner (default: the tiny
-    model; the tests pass fakes)."""
+    returns the metrics of every round. `make_learner` builds each member's learner (default: the one
+    `learner.kind` names, tiny or hf; the tests pass fakes)."""
     ui = ui or QuietUI()
     task = cfg.task.build()
     log_round = None
