@@ -261,10 +261,11 @@ class HFLearner(Trainer):
         # Every setting that shapes the answer, explicitly: `generate` fills whatever is left unset from the
         # model's own generation_config (Llama-3.2: temperature 0.6, top_p 0.9) and then its defaults (top_k 50).
         settings = dict(
-            do_sample=sampled, temperature=temperature if sampled else 1.0, top_p=top_p if sampled else 1.0,
-            top_k=0, min_p=0.0, typical_p=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
+            do_sample=sampled, repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
             num_return_sequences=samples, eos_token_id=self.vocab.eos, pad_token_id=self.vocab.pad,
-            output_logits=True, return_dict_in_generate=True)
+            output_logits=True, return_dict_in_generate=True,
+            **({"temperature": temperature, "top_p": top_p, "top_k": 0, "min_p": 0.0, "typical_p": 1.0}
+               if sampled else {}))  # greedy decoding uses none of the sampling settings
         with self.averaged(), torch.inference_mode():
             for c0 in range(0, len(prompts), per_chunk):
                 chunk = order[c0 : c0 + per_chunk]
