@@ -251,7 +251,7 @@ def cli(*args, cwd):
 @pytest.mark.parametrize("setting, message", [
     ("learner.model=./no/such/folder", "no such folder"),
     ("learner.model=nobody-xyz/no-such-model", "cannot load its tokenizer from the Hugging Face Hub"),
-    ("learner.lora_targets=['q_proj', 'c_attn']", "the model has no ['c_attn']; its linear layers are"),
+    ("learner.lora_targets=['q_proj', 'c_attn']", "the model has no ['c_attn']; its layers with weight matrices are"),
 ], ids=["missing folder", "offline hub id", "lora targets"])
 def test_bad_models_fail_before_anything_is_written(model_dir, tmp_path, setting, message):
     sets = ["--set", f"learner.model={model_dir}", "--set", "learner.kind=hf", "--set", "learner.lora_rank=4",
@@ -309,6 +309,31 @@ def test_config_refuses_what_cannot_work():
         load_config("quick", ["learner.kind=hf", "learner.model=x/y", "learner.rope=false"])
     with pytest.raises(ConfigError, match="identical greedy answers"):
         load_config("quick", ["committee.samples=3"])
+    with pytest.raises(ConfigError, match=r"learner.model, learner.lora_rank set Hugging Face settings, but "
+                                          r"learner.kind is 'tiny'"):
+        load_config("quick", ["learner.model=meta-llama/Llama-3.2-1B", "learner.lora_rank=64"])
+    with pytest.raises(ConfigError, match="learner.lora_alpha shape LoRA adapters, but learner.lora_rank = 0"):
+        load_config("quick", ["learner.kind=hf", "learner.init=scratch", "learner.lora_alpha=32"])
+    with pytest.raises(ConfigError, match="committee.top_p = 0.5 shapes sampling"):
+        load_config("quick", ["committee.top_p=0.5"])
+
+
+def test_model_tokens_must_give_the_tasks_text_back_and_a_chat_template_must_exist(model_dir):
+    from tokenizers import decoders
+    from transformers import AutoTokenizer
+
+    from selfimprove.config import LearnerConfig
+    from selfimprove.hf import Tokens
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    own = Tokens(tokenizer, "abc=", LearnerConfig(kind="hf", model="m", tokens="model"))
+    assert own.decode(tokenizer.encode("cab") + [own.eos, 5]) == ("cab", True)
+    tokenizer.backend_tokenizer.decoder = decoders.WordPiece()  # joins tokens with spaces: "c a b"
+    with pytest.raises(HFError, match="does not give the task's characters back"):
+        Tokens(tokenizer, "abc=", LearnerConfig(kind="hf", model="m", tokens="model"))
+    with pytest.raises(HFError, match="has no chat template"):
+        Tokens(AutoTokenizer.from_pretrained(model_dir), "abc=",
+               LearnerConfig(kind="hf", model="m", tokens="model", chat_template=True))
 
 
 def test_selfimprove_init_for_models_built_from_scratch(model_dir, tiny_overrides):
@@ -377,3 +402,28 @@ def test_eval_scores_an_hf_run_and_a_missing_extra_exits_2(model_dir, tiny_overr
     monkeypatch.setitem(sys.modules, "transformers", None)
     result = runner.invoke(app, ["eval", str(run.root)])
     assert result.exit_code == 2 and "pip install -e '.[hf]'" in " ".join(result.output.split())
+
+
+def test_the_resolved_revision_is_pinned_in_the_runs_config(model_dir):
+    from selfimprove.cli import _pinned
+
+    cfg = load_config("quick", hf_overrides(model_dir))
+    pinned = _pinned(cfg, {"kind": "hf", "revision": "0123abcd"})  # what check() resolved from the Hub
+    assert pinned.learner.revision == "0123abcd" and cfg.learner.revision is None
+    assert _pinned(cfg, {"kind": "hf", "revision": None}) is cfg
+    assert 'revision = "0123abcd"' in dump_toml(pinned)
+
+
+def test_a_sweep_is_checked_at_its_largest_committee(model_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    import selfimprove.hf as hf
+    from selfimprove.cli import app
+
+    one = check(load_config("quick", hf_overrides(model_dir)))
+    per_member = one["parameters"] * 4 + one["trainable"] * 12
+    monkeypatch.setattr(hf, "_free_memory", lambda device: int(per_member * 2.5))  # room for two members
+    sets = [a for kv in [*hf_overrides(model_dir), f"out_dir={tmp_path / 'runs'}", "loop.filters=['majority']"]
+            for a in ("--set", kv)]
+    result = CliRunner().invoke(app, ["sweep", "quick", "--size", "1", "--size", "3", *sets])
+    assert result.exit_code == 2 and "3 member(s)" in result.output and not (tmp_path / "runs").exists()

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from selfimprove.config import ModelConfig, TrainConfig
 from selfimprove.corpus import make_level
 from selfimprove.learner import BOS, Learner, Vocab, pick_device, wsd_lr
+from selfimprove.model import GPT, GPTConfig
 
 # Mixed lengths (1, 2, 4, 5, 6, 8), not in length order, several per length.
 PROMPTS = ["1+2=", "8", "12+34=", "7+8=", "99+1=", "3=", "0+0=", "6", "123+456=", "2+9=", "44", "5+55=",
@@ -179,3 +180,21 @@ def test_save_then_load_restores_the_weights_the_average_and_the_adamw_state(tmp
     assert a.train(one_batch()[2], 2, 0, 1) == b.train(one_batch()[2], 2, 0, 1)
     for x, y in zip(a.model.parameters(), b.model.parameters()):
         assert torch.equal(x, y)
+
+
+def test_the_moving_average_of_bf16_weights_is_kept_in_fp32():
+    """A 1% step toward a bf16 weight is below bf16's rounding: an average kept in bf16 would never move."""
+    torch.manual_seed(0)
+    vocab = Vocab("ab=")
+    net = GPT(GPTConfig(len(vocab), 1, 1, 16, 16)).to(torch.bfloat16)
+    learner = Learner(vocab, net, TrainConfig(ema=0.99, lr=1e-3), torch.device("cpu"))
+    expected = [p.detach().float().clone() for p in net.parameters()]
+
+    def follow(step, loss):  # the average in fp32, by hand
+        for e, p in zip(expected, net.parameters()):
+            e.mul_(0.99).add_(p.detach().float(), alpha=0.01)
+
+    tokens, starts = vocab.encode_examples(["ab=", "ba="], ["ab", "ba"])[0]
+    learner.train(iter([(tokens, starts)] * 3), 3, 0, 1, follow)
+    for a, e in zip(learner.ema, expected):
+        torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-7)

@@ -75,6 +75,15 @@ def _check_extras(cfg) -> dict:
     return learner
 
 
+def _pinned(cfg, learner: dict):
+    """The config with the Hub revision the check resolved, so that `resume` loads the same base weights
+    even after the Hub's branch has moved on."""
+    revision = learner.get("revision")
+    if cfg.learner.kind != "hf" or not revision or cfg.learner.revision == revision:
+        return cfg
+    return cfg.model_copy(update={"learner": cfg.learner.model_copy(update={"revision": revision})})
+
+
 def _refuse_live(run_dir: RunDir) -> None:
     progress = run_dir.progress()
     if run_dir.manifest().get("status") == "running" and progress and progress["alive"]:
@@ -122,6 +131,7 @@ def run(
     try:
         cfg = load_config(config, set_)
         learner = _check_extras(cfg)
+        cfg = _pinned(cfg, learner)
         run_dir = RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed, overwrite, learner=learner)
     except (ConfigError, RunError) as e:
         fail(str(e))
@@ -220,7 +230,9 @@ def sweep(
     try:
         folder, configs = sweep_configs(config, set_ or [], size or [1, 3, 5], agree or [0.8], samples or [1],
                                         temperature)
-        learner = _check_extras(configs[0])  # the runs differ only in their committees
+        # the runs differ only in their committees: the largest one is checked (memory grows with it)
+        learner = _check_extras(max(configs, key=lambda c: c.committee.size))
+        configs = [_pinned(c, learner) for c in configs]
     except ConfigError as e:
         fail(str(e))
     rows = []

@@ -56,8 +56,9 @@ class LearnerConfig(_Strict):
     init: Literal["pretrained", "scratch"] = Field(
         "pretrained", description="hf: pretrained weights, or the model's architecture with fresh weights "
         "(selfimprove's initialisation)")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
-        "auto", description="hf: weight dtype; auto is bfloat16 on CUDA, float32 elsewhere")
+    dtype: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="hf: weight dtype; auto is bfloat16 for a LoRA model's frozen base on CUDA, float32 "
+        "otherwise (weights that train stay float32, under bfloat16 autocast on CUDA)")
     tokens: Literal["chars", "model"] = Field(
         "chars", description="hf: chars maps every character to the model's token for that one character (digits "
         "one token each, as the paper's pretrained runs); model uses the model's own tokenizer")
@@ -74,6 +75,15 @@ class LearnerConfig(_Strict):
 
     @model_validator(mode="after")
     def _hf_settings_need_hf(self):
+        ignored = [k for k, f in type(self).model_fields.items() if k != "kind" and getattr(self, k) != f.default]
+        if self.kind == "tiny" and ignored:
+            raise ValueError(f"learner.{', learner.'.join(ignored)} set Hugging Face settings, but learner.kind is "
+                             f"'tiny': set learner.kind = 'hf' (or remove them)")
+        lora = [k for k in ("lora_alpha", "lora_dropout", "lora_targets")
+                if getattr(self, k) != type(self).model_fields[k].default]
+        if self.lora_rank == 0 and lora:
+            raise ValueError(f"learner.{', learner.'.join(lora)} shape LoRA adapters, but learner.lora_rank = 0 "
+                             f"fine-tunes every weight: set learner.lora_rank (for example 16) or remove them")
         if self.kind == "hf" and self.model is None and self.init == "pretrained":
             raise ValueError("learner.kind = 'hf' needs learner.model (a Hub id or a local folder), or "
                              "learner.init = 'scratch' for a Llama of [model]'s shapes")
@@ -183,6 +193,9 @@ class CommitteeConfig(_Strict):
 
     @model_validator(mode="after")
     def _samples_need_temperature(self):
+        if self.top_p < 1 and self.temperature == 0:
+            raise ValueError(f"committee.top_p = {self.top_p} shapes sampling, but committee.temperature = 0 is "
+                             f"greedy: set committee.temperature (for example 0.7) or remove top_p")
         if self.samples > 1 and self.temperature == 0:
             raise ValueError(f"committee.samples = {self.samples} with committee.temperature = 0 gives {self.samples} "
                              f"identical greedy answers: set committee.temperature (for example 0.7)")

@@ -3,8 +3,9 @@ outputs, never truth. Filters run in the configured order; the first drop wins.
 
     verdicts = apply_filters(["majority", "length"], task, prompts, outputs, finished, confidence, agree=0.8)
 
-The candidate label is the committee's most common answer (exact match, EOS included); `majority`
-keeps it when at least `agree` of the members gave it.
+The candidate label is the committee's most common answer (exact match, EOS included) among all its
+answers (K members x N samples each); `majority` keeps it when at least `agree` of the answers are it.
+A label with a character outside the task's alphabet is dropped whatever the filters.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Candidate:
     label: str  # the committee's most common answer
     finished: bool  # the label ended with EOS
     confidence: float  # smallest probability of a chosen token, mean over the members that gave the label
-    vote_share: float  # share of members that gave the label
+    vote_share: float  # share of the answers (K members x N samples) that are the label
     tied: bool = False  # another answer was given as often
 
 
@@ -48,7 +49,7 @@ def vote(prompt: str, outputs: list[str], finished: list[bool], confidence: list
 
 @dataclass(frozen=True)
 class Thresholds:
-    agree: float = 0.8  # majority: least share of members that gave the label
+    agree: float = 0.8  # majority: least share of the answers that are the label
     min_confidence: float = 0.0  # confidence: least probability of the label's least likely token
 
 
@@ -90,7 +91,7 @@ FILTERS: dict[str, Callable[[Task, Candidate, Thresholds], str | None]] = {
 def apply_filters(names: list[str], task: Task, prompts: list[str], outputs: list[list[str]],
                   finished: list[list[bool]], confidence: list[list[float]], agree: float = 0.8,
                   min_confidence: float = 0.0) -> Verdicts:
-    """outputs[i][k]: member k's answer to prompts[i] (likewise finished and confidence)."""
+    """outputs[i][j]: answer j to prompts[i] (member j // N's sample j % N; likewise finished and confidence)."""
     thresholds = Thresholds(agree, min_confidence)
     alphabet = set(task.alphabet)
     v = Verdicts([], [], [], [])

@@ -15,7 +15,6 @@ with its prompt's). Needs the `hf` extra: pip install -e '.[hf]'.
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -49,12 +48,13 @@ def _transformers():
 
 def char_tokenizer(alphabet: str):
     """A fast tokenizer with one token per character of `alphabet`, plus <eos> (also BOS) and <pad>."""
-    from tokenizers import Regex, Tokenizer, models, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers
 
     transformers = _transformers()
     vocab = {"<eos>": 0, PAD: 1} | {c: i + 2 for i, c in enumerate(sorted(set(alphabet)))}
     tok = Tokenizer(models.WordLevel(vocab, unk_token=PAD))
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()  # characters back to text without spaces between them
     return transformers.PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<eos>", bos_token="<eos>",
                                                 pad_token=PAD, clean_up_tokenization_spaces=False)
 
@@ -90,6 +90,8 @@ def _load(what: str, loader, lc: LearnerConfig, **kwargs):
                       f"tokenizer (save_pretrained), or give a Hugging Face Hub id")
     try:
         return loader.from_pretrained(os.path.expanduser(name), revision=lc.revision, **kwargs)
+    except ImportError as e:  # a tokenizer that needs sentencepiece, tiktoken, ...
+        raise HFError(f"learner.model = {name!r}: its {what} needs a package that is not installed: {e}") from None
     except (OSError, ValueError) as e:
         offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
         if Path(name).expanduser().is_dir():
@@ -124,8 +126,10 @@ def build(cfg: Config, task: Task, device: torch.device | str = "meta"):
 
 
 def _dtype(lc: LearnerConfig, device: torch.device) -> torch.dtype:
+    """auto: bf16 for the frozen base of a LoRA model on CUDA; fp32 weights otherwise (weights that train
+    stay fp32 under bf16 autocast: AdamW steps of 1e-4 and the moving average vanish in bf16 rounding)."""
     if lc.dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return torch.bfloat16 if device.type == "cuda" and lc.lora_rank > 0 else torch.float32
     return getattr(torch, lc.dtype)
 
 
@@ -133,10 +137,11 @@ def _adapt(model, lc: LearnerConfig):
     """LoRA adapters on `lc.lora_targets` (lora_rank > 0), or every weight trainable."""
     if lc.lora_rank == 0:
         return model.requires_grad_(True)
-    have = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)})
+    have = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules()  # Linear, GPT-2's Conv1D, ...
+                   if not list(m.children()) and getattr(m, "weight", None) is not None and m.weight.dim() == 2})
     missing = [t for t in lc.lora_targets if t not in have]
     if missing:
-        raise HFError(f"learner.lora_targets: the model has no {missing}; its linear layers are {have}")
+        raise HFError(f"learner.lora_targets: the model has no {missing}; its layers with weight matrices are {have}")
     try:
         import peft
     except ImportError:
@@ -159,6 +164,9 @@ class Tokens:
             raise HFError(f"learner.model = {lc.model!r}: its tokenizer has no EOS token; answers could not end")
         self.bos = [] if self.chat or tokenizer.bos_token_id is None else [tokenizer.bos_token_id]
         self.pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos
+        if self.chat and not getattr(tokenizer, "chat_template", None):
+            raise HFError(f"learner.chat_template = true, but the tokenizer of {lc.model!r} has no chat template; "
+                          f"set learner.chat_template = false")
         if self.mode == "chars":
             ids, missing = {}, []
             for c in sorted(set(alphabet)):
@@ -176,6 +184,12 @@ class Tokens:
             for c, i in ids.items():
                 self.lut[ord(c)] = i
             self.chars = {i: c for c, i in ids.items()}
+        else:  # the model's own tokens must give the task's text back, or no answer could ever be right
+            text = "".join(sorted(set(alphabet)))
+            if self.tokenizer.decode(self._text(text)) != text:
+                raise HFError(f"learner.tokens = 'model': the tokenizer of {lc.model!r} does not give the task's "
+                              f"characters back ({text!r} decodes to "
+                              f"{self.tokenizer.decode(self._text(text))!r}); use learner.tokens = 'chars'")
 
     def _text(self, text: str) -> list[int]:
         if self.mode == "chars":
@@ -204,6 +218,12 @@ class Tokens:
             starts.append(len(head))
         return [(np.array(rows, dtype=np.int64), np.array(starts, dtype=np.int64))
                 for _, (rows, starts) in sorted(by_length.items())]
+
+    def limit(self, budget: int) -> int:
+        """Tokens an answer of `budget` characters and its EOS may take: budget + 1 with one token a
+        character; with the model's tokens, room for more (a tokenizer may open an answer with a word
+        boundary piece); the text is cut at the budget either way."""
+        return budget + 1 if self.mode == "chars" else 2 * budget + 2
 
     def decode(self, ids: list[int]) -> tuple[str, bool]:
         """Generated ids -> the text before the first EOS, and whether there was an EOS."""
@@ -258,7 +278,7 @@ class HFLearner(Trainer):
         order = np.argsort([len(e) for e in encoded], kind="stable")  # similar lengths share a batch
         per_chunk = max(1, batch_size // samples)
         sampled = temperature > 0
-        # Every setting that shapes the answer, explicitly: `generate` fills whatever is left unset from the
+        # The settings that shape the answer, explicitly: `generate` fills whatever is left unset from the
         # model's own generation_config (Llama-3.2: temperature 0.6, top_p 0.9) and then its defaults (top_k 50).
         settings = dict(
             do_sample=sampled, repetition_penalty=1.0, no_repeat_ngram_size=0, num_beams=1,
@@ -274,7 +294,8 @@ class HFLearner(Trainer):
                                    device=self.device)
                 mask = torch.tensor([[0] * (width - len(encoded[i])) + [1] * len(encoded[i]) for i in chunk],
                                     device=self.device)
-                limits = torch.tensor([budgets[i] + 1 for i in chunk], device=self.device).repeat_interleave(samples)
+                limits = torch.tensor([self.vocab.limit(budgets[i]) for i in chunk],
+                                      device=self.device).repeat_interleave(samples)
                 if sampled:  # every chunk its own random stream
                     torch.manual_seed(int(np.random.SeedSequence([seed, c0]).generate_state(1)[0]))
                 with self._autocast():
@@ -315,14 +336,14 @@ def check(cfg: Config) -> dict[str, Any]:
     params = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     per_member = params * dtype.itemsize + trainable * (4 + 8 + (4 if cfg.train.ema else 0))
-    members_here = math.ceil(cfg.committee.size / min(cfg.committee.workers, cfg.committee.size))
-    need = per_member * members_here
+    members = cfg.committee.size  # worker processes or not, every member is on this device
+    need = per_member * members
     free = _free_memory(device)
     if free is not None and need > free:
-        raise HFError(f"{members_here} member(s) of {params / 1e6:.0f}M parameters need at least {need / 2**30:.1f} "
+        raise HFError(f"{members} member(s) of {params / 1e6:.0f}M parameters need at least {need / 2**30:.1f} "
                       f"GiB on {device} for weights, gradients and AdamW state before any activation; "
                       f"{free / 2**30:.1f} GiB is free. Use LoRA (learner.lora_rank), a smaller dtype, fewer "
-                      f"members per worker (committee.workers) or a smaller model")
+                      f"members (committee.size) or a smaller model")
     revision = getattr(model.config, "_commit_hash", None) or lc.revision
     return {"kind": "hf", "model": lc.model or f"llama from [model] shapes ({params} parameters)",
             "revision": revision, "init": lc.init, "parameters": params, "trainable": trainable}
@@ -331,9 +352,11 @@ def check(cfg: Config) -> dict[str, Any]:
 def _free_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         return torch.cuda.mem_get_info(device)[0]
-    if device.type == "cpu" and hasattr(os, "sysconf"):
-        try:
-            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):
+    if device.type == "cpu":
+        try:  # MemAvailable counts the page cache a model's files leave behind as free
+            for line in Path("/proc/meminfo").read_text().splitlines():
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
             return None
     return None

@@ -1,6 +1,7 @@
-"""One trainable model: the tiny NoPE transformer with its character vocabulary, AdamW state and
-warmup-stable-decay schedule.  `train` continues the same optimizer state across rounds.  With
-`train.ema > 0` it also keeps an exponential moving average of the weights, which then generates.
+"""Learners. `Trainer` is what every learner shares: AdamW over the trainable weights, whose state
+carries across rounds, the warmup-stable-decay schedule of each round, answer-only loss, the moving
+average of the weights (`train.ema > 0`; it then generates) and checkpoints. `Learner` is
+selfimprove's own tiny NoPE transformer on the task's characters; hf.py has the Hugging Face one.
 
     learner = Learner.create(alphabet="0123456789+=", model=ModelConfig(), train=TrainConfig(), seed=0)
     learner.train(batches, steps=100, warmup=10, decay=20)
@@ -109,7 +110,8 @@ class Trainer:
         # The average generates; the raw weights only train. A tiny NoPE model's accuracy one step
         # beyond its data swings from step to step (reverse addition, 8-digit sums after a 7-digit
         # round: 0.00-0.72 every 50 steps); the average with decay 0.99 stays within 0.49-0.87.
-        self.ema = [p.detach().clone() for _, p in self.trainable] if train_cfg.ema > 0 else None
+        # Kept in fp32 whatever the weights' dtype: a 1% step toward a bf16 weight is below bf16's rounding.
+        self.ema = [p.detach().float().clone() for _, p in self.trainable] if train_cfg.ema > 0 else None
 
     def logits(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens [B, T] -> next-token logits [B, T, vocab]."""
@@ -149,7 +151,7 @@ class Trainer:
             self.optimizer.step()
             with torch.no_grad():
                 for average, weight in averaged:
-                    average.lerp_(weight, 1 - self.cfg.ema)
+                    average.lerp_(weight.float(), 1 - self.cfg.ema)
             losses.append(loss.item())
             if on_step is not None:
                 on_step(step, losses[-1])
