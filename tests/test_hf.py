@@ -283,6 +283,15 @@ def test_too_large_for_memory_is_said_before_training(model_dir, monkeypatch):
     monkeypatch.setattr(hf, "_free_memory", lambda device: 1000)
     with pytest.raises(HFError, match=r"need at least .* GiB on cpu .* 0.0 GiB is free"):
         check(load_config("quick", hf_overrides(model_dir, "committee.size=2")))
+    # the training batch counts: one that fits at batch 8 does not at batch 50,000
+    small = load_config("quick", hf_overrides(model_dir, "train.batch_size=8"))
+    monkeypatch.setattr(hf, "_free_memory", lambda device: None)  # unknown: nothing to check against
+    info = check(small)
+    weights = info["parameters"] * 4 + info["trainable"] * 12
+    monkeypatch.setattr(hf, "_free_memory", lambda device: weights * 20)
+    check(small)
+    with pytest.raises(HFError, match=r"train.batch_size 50000, 15 tokens at the base difficulties"):
+        check(load_config("quick", hf_overrides(model_dir, "train.batch_size=50000")))
 
 
 def test_a_missing_extra_names_the_install_command(monkeypatch, tmp_path):

@@ -337,16 +337,36 @@ def check(cfg: Config) -> dict[str, Any]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     per_member = params * dtype.itemsize + trainable * (4 + 8 + (4 if cfg.train.ema else 0))
     members = cfg.committee.size  # worker processes or not, every member is on this device
-    need = per_member * members
+    length = _longest_seed_example(task, cfg)
+    batch = _activations(model.config, cfg.train.batch_size, length, lc.gradient_checkpointing, device)
+    training_at_once = min(cfg.committee.workers, members)  # members of one worker train one after another
+    need = per_member * members + batch * training_at_once
     free = _free_memory(device)
     if free is not None and need > free:
         raise HFError(f"{members} member(s) of {params / 1e6:.0f}M parameters need at least {need / 2**30:.1f} "
-                      f"GiB on {device} for weights, gradients and AdamW state before any activation; "
-                      f"{free / 2**30:.1f} GiB is free. Use LoRA (learner.lora_rank), a smaller dtype, fewer "
-                      f"members (committee.size) or a smaller model")
+                      f"GiB on {device} for weights, gradients, AdamW state and the activations of a training "
+                      f"batch (train.batch_size {cfg.train.batch_size}, {length} tokens at the base difficulties; "
+                      f"harder rounds need more); {free / 2**30:.1f} GiB is free. Use LoRA (learner.lora_rank), "
+                      f"a smaller batch, learner.gradient_checkpointing, fewer members (committee.size) or a "
+                      f"smaller model")
     revision = getattr(model.config, "_commit_hash", None) or lc.revision
     return {"kind": "hf", "model": lc.model or f"llama from [model] shapes ({params} parameters)",
             "revision": revision, "init": lc.init, "parameters": params, "trainable": trainable}
+
+
+def _longest_seed_example(task: Task, cfg: Config) -> int:
+    """Characters of the longest seed example (BOS, prompt, answer, EOS): its tokens, at most."""
+    samples = [task.sample_seed(d, range(16), 0) for d in task.base_difficulties(cfg.task.base)]
+    return 2 + max(len(p) + len(t) for b in samples for p, t in zip(b.prompts, b.truths))
+
+
+def _activations(config, batch: int, length: int, checkpointing: bool, device: torch.device) -> int:
+    """Bytes a training step's activations take, roughly: about 34 values per hidden unit, layer and
+    token (Korthikanti et al. 2022; SDPA keeps no attention matrix), one with gradient checkpointing;
+    and the logits in fp32 three times (logits, softmax, gradient)."""
+    width = 2 if device.type == "cuda" else 4  # bf16 autocast on CUDA
+    per_token = config.num_hidden_layers * config.hidden_size * (1 if checkpointing else 34) * width
+    return batch * length * (per_token + config.vocab_size * 12)
 
 
 def _free_memory(device: torch.device) -> int | None:
