@@ -307,7 +307,8 @@ def eval_(
     problems: Annotated[int | None, typer.Option(help="fresh problems per difficulty; default audit.problems")] = None,
     samples: Annotated[int, typer.Option(help="sampled answers per member, for pass@N and maj@N")] = 1,
     temperature: Annotated[float | None, typer.Option(
-        help="of the sampled answers; default 0.7 with --samples above 1")] = None,
+        help="of the sampled answers (from the whole distribution: top-p 1, whatever the run's "
+             "committee.top_p); default 0.7 with --samples above 1")] = None,
     seed: Annotated[int, typer.Option(help="which set of fresh problems (each seed has a stream of its own)")] = 0,
     json_: Annotated[bool, typer.Option("--json", help="print the result as JSON instead of a table")] = False,
     out: Annotated[Path | None, typer.Option(help="also write the result as JSON to this file (outside RUN)")] = None,
