@@ -303,3 +303,87 @@ def test_a_member_labels_in_label_batches_and_reports_every_answer(tiny_override
     alone = member.learner.generate(prompts, [4] * 5)  # batching changes no answer
     assert (texts, finished) == alone[:2] and confidence == pytest.approx(alone[2], rel=1e-5)
     assert advanced == [2, 2, 1]
+
+
+# --- what members pass their learners: sampling settings, random streams -----------------------
+
+
+class Recorder:
+    """A learner that records what it is asked: the generate calls' arguments, and the first draws of
+    torch's random stream when a training round starts (what a Hugging Face model's dropout would draw)."""
+
+    def __init__(self, cfg, task, seed):
+        from selfimprove.learner import Vocab
+
+        self.vocab, self.calls, self.draws = Vocab(task.alphabet), [], []
+
+    def generate(self, prompts, budgets, batch_size=1024, **kwargs):
+        self.calls.append((len(prompts), batch_size, kwargs))
+        return [p[:-1] for p in prompts], [True] * len(prompts), [1.0] * len(prompts)
+
+    def train(self, batches, steps, warmup, decay, on_step=None, peak=None):
+        self.draws.append(torch.rand(4).tolist())
+        return []
+
+
+def test_a_member_passes_its_sampling_on_with_a_random_stream_per_chunk(fake_overrides):
+    from selfimprove.committee import Sampling, labelling
+
+    cfg = load_config("quick", [*fake_overrides, "loop.label_batch=2", "committee.samples=3",
+                                "committee.temperature=0.7", "committee.top_p=0.9"])
+    assert labelling(cfg, 11) == Sampling(samples=3, temperature=0.7, top_p=0.9, seed=11)
+    members = [Member(cfg, k, Recorder) for k in range(2)]
+    prompts = ["ab=", "b=", "ba=", "aab=", "a="]
+
+    def calls(member, sampling):
+        member.learner.calls.clear()
+        member.generate(prompts, [4] * 5, sampling, lambda n: None)
+        return member.learner.calls
+
+    assert [c[:2] for c in calls(members[0], GREEDY)] == [(2, 2), (2, 2), (1, 2)]
+    assert all(kwargs == {} for *_, kwargs in calls(members[0], GREEDY))
+    sampled = calls(members[0], labelling(cfg, 11))
+    seeds = [kwargs.pop("seed") for *_, kwargs in sampled]
+    assert all(kwargs == {"samples": 3, "temperature": 0.7, "top_p": 0.9} for *_, kwargs in sampled)
+    assert len(set(seeds)) == 3  # a stream per chunk ...
+    assert seeds == [c[2]["seed"] for c in calls(members[0], labelling(cfg, 11))]  # ... the same on every call
+    assert not set(seeds) & {c[2]["seed"] for c in calls(members[0], labelling(cfg, 12))}  # of this round's seed
+    assert not set(seeds) & {c[2]["seed"] for c in calls(members[1], labelling(cfg, 11))}  # and this member
+    # one sample at a temperature, or several greedy ones, still pass what they ask for
+    for one in (Sampling(1, 0.7, 1.0, 11), Sampling(3, 0.0, 1.0, 11)):
+        assert all(kwargs["samples"] == one.samples and kwargs["temperature"] == one.temperature
+                   for *_, kwargs in calls(members[0], one))
+
+
+def test_each_training_round_draws_from_its_own_torch_stream(fake_overrides):
+    cfg = load_config("quick", fake_overrides)
+    members = [Member(cfg, k, Recorder) for k in range(2)]
+    for m in members:
+        m.add(0, [((2,), ["ab=", "ba="], ["ab", "ba"], 1.0)], lambda n: None)
+    for r, junk in [(0, 1), (1, 2), (0, 3)]:
+        torch.manual_seed(junk)  # whatever drew before, the round draws alike
+        for m in members:
+            m.train(r, 2, 0, 1, 1e-3, lambda n: None)
+    a, b = members[0].learner.draws, members[1].learner.draws
+    assert a[0] == a[2] and a[0] != a[1]  # a round's own stream: the same on a rerun of round 0, not round 1's
+    assert a[0] != b[0]  # and each member's own
+
+
+@pytest.mark.parametrize("steps, reports", [(5, [1] * 5), (301, [3] * 100 + [1])])
+def test_training_reports_progress_in_about_a_hundred_chunks_that_add_up(fake_overrides, steps, reports):
+    cfg = load_config("quick", fake_overrides)
+    member = Member(cfg, 0, fakes.fake_learner)
+    member.add(0, [((2,), ["ab=", "ba="], ["ab", "ba"], 1.0)], lambda n: None)
+    advanced = []
+    member.train(0, steps, 0, 1, 1e-3, advanced.append)
+    assert advanced == reports
+
+
+def test_a_member_trains_on_its_newest_round_alone_when_data_replaces(fake_overrides, monkeypatch):
+    cfg = load_config("quick", [*fake_overrides, "loop.data=replace"])
+    member = Member(cfg, 0, fakes.fake_learner)
+    member.add(0, [((2,), ["ab=", "ba="], ["ab", "ba"], 1.0)], lambda n: None)
+    member.add(1, [((3,), ["abc=", "bca="], ["abc", "bca"], 1.0)], lambda n: None)
+    trained = fakes.record_training(monkeypatch)
+    member.train(1, 5, 0, 1, 1e-3, lambda n: None)
+    assert trained and set(trained) <= {"abc=abc", "bca=bca"}

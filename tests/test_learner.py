@@ -198,3 +198,42 @@ def test_the_moving_average_of_bf16_weights_is_kept_in_fp32():
     learner.train(iter([(tokens, starts)] * 3), 3, 0, 1, follow)
     for a, e in zip(learner.ema, expected):
         torch.testing.assert_close(a, e, rtol=1e-6, atol=1e-7)
+
+
+# --- sampled answers (samples, temperature, top_p, seed) -----------------------------------------
+
+
+def test_sampled_answers_are_prompt_major_and_each_seed_draws_its_own_streams():
+    learner = tiny(seed=3)
+    prompts, budgets = ["ab=", "b=", "ba=", "aab=", "a="], [5, 2, 4, 6, 3]
+    greedy = learner.generate(prompts, budgets)
+    # a nucleus of the top token alone draws the greedy answer: prompt i's sample s sits at i * 3 + s
+    narrow = learner.generate(prompts, budgets, samples=3, temperature=1.0, top_p=1e-9, seed=5)
+    assert narrow[:2] == ([t for t in greedy[0] for _ in range(3)], [f for f in greedy[1] for _ in range(3)])
+    assert narrow[2] == pytest.approx([c for c in greedy[2] for _ in range(3)], rel=1e-5)
+    drawn = learner.generate(prompts, budgets, samples=3, temperature=3.0, seed=5)
+    assert len(drawn[0]) == len(drawn[1]) == len(drawn[2]) == 15
+    assert drawn == learner.generate(prompts, budgets, samples=3, temperature=3.0, seed=5)
+    assert drawn[0] != learner.generate(prompts, budgets, samples=3, temperature=3.0, seed=6)[0]
+    at_one = learner.generate(prompts, budgets, samples=3, temperature=1.0, seed=5)  # temperature 1 is no special case
+    assert at_one == learner.generate(prompts, budgets, samples=3, temperature=1.0, seed=5)
+    assert all(len(t) <= budgets[j // 3] for j, t in enumerate(drawn[0]))
+    assert any(len(t) == budgets[j // 3] for j, t in enumerate(drawn[0]))
+    assert all(len(set(drawn[0][i * 3 : i * 3 + 3])) > 1 for i in (0, 3))  # the samples of a prompt differ
+    # each chunk draws from a stream of its own: chunks of one prompt (batch_size 3 rows) give every prompt
+    # the answers it gets in a call with the same chunks; a longer prompt list after it changes none of them
+    one = learner.generate(prompts, budgets, batch_size=3, samples=3, temperature=3.0, seed=5)
+    assert one == learner.generate(prompts, budgets, batch_size=1, samples=3, temperature=3.0, seed=5)
+    alone = learner.generate(prompts[:1], budgets[:1], batch_size=3, samples=3, temperature=3.0, seed=5)
+    assert tuple(x[:3] for x in one) == alone  # prompt 0 alone draws from the stream of its one-prompt chunk
+    more = learner.generate([*prompts, "bb="], [*budgets, 4], batch_size=3, samples=3, temperature=3.0, seed=5)
+    assert tuple(x[:15] for x in more) == one
+
+
+def test_loading_weights_of_another_config_says_so(tmp_path):
+    tiny().save(tmp_path / "small")
+    other = Learner.create("ab=", ModelConfig(n_layer=2, n_head=1, d_model=16, d_ff=16), TrainConfig(), seed=0,
+                           device="cpu")
+    with pytest.raises(ValueError, match=r"small.safetensors holds other weights than this learner trains "
+                                         r"\(\d+ tensors, expected \d+\): was it written by another config\?"):
+        other.load(tmp_path / "small")
