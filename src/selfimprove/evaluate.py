@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from rich.table import Table
 
-from selfimprove.audit import frontier
+from selfimprove.audit import check
 from selfimprove.committee import Advance, Committee, LearnerFactory, Sampling, build_learner
 from selfimprove.config import Config, load_config
 from selfimprove.filters import vote
@@ -119,17 +119,17 @@ def evaluate(spec: EvalSpec, make_learner: LearnerFactory = build_learner, advan
     difficulty key: "vote" and "members" (greedy accuracy, as in metrics.jsonl's audit and audit_members),
     "frontier"; with sampling also "pass", "maj", "members_pass" and "members_maj"."""
     s, seed = spec.sampling, stream_seed(spec.cfg.seed, "eval", spec.seed)
-    greedy_scores, sampled_scores = {}, {}  # difficulty key -> _score
+    batches = [spec.task.sample(d, range(spec.problems), seed) for d in spec.difficulties]
+    sampled_scores = {}  # difficulty key -> _score
     committee = Committee(spec.cfg, spec.task, make_learner)
     k = committee.size
     try:
         committee.load(spec.checkpoint)
-        for d in spec.difficulties:  # one difficulty at a time: its samples do not depend on the others asked
-            b = spec.task.sample(d, range(spec.problems), seed)
-            greedy_scores[difficulty_key(d)] = _score(b.prompts, b.truths, committee.generate(b.prompts, advance), k)
-            if s:
-                answers = committee.generate(b.prompts, advance, replace(s, seed=stream_seed(s.seed, d)))
-                sampled_scores[difficulty_key(d)] = _score(b.prompts, b.truths, answers, k)
+        # greedy: scored exactly as the audit scores a round
+        accuracy, members, solved, _ = check(committee, spec.task, batches, spec.round, advance)
+        for b in batches if s else []:  # one difficulty at a time: its samples do not depend on the others asked
+            answers = committee.generate(b.prompts, advance, replace(s, seed=stream_seed(s.seed, b.difficulty)))
+            sampled_scores[difficulty_key(b.difficulty)] = _score(b.prompts, b.truths, answers, k)
     finally:
         committee.close()
 
@@ -140,9 +140,7 @@ def evaluate(spec: EvalSpec, make_learner: LearnerFactory = build_learner, advan
         "run": str(spec.root), "round": spec.round, "task": spec.task.name, "learner": spec.cfg.learner.kind,
         "committee": k, "problems": spec.problems, "seed": spec.seed,
         "samples": s.samples if s else None, "temperature": s.temperature if s else None,
-        "vote": per_difficulty(greedy_scores, "maj"),
-        "members": [per_difficulty(greedy_scores, "members_maj", j) for j in range(k)]}
-    result["frontier"] = frontier(spec.task, {d: result["vote"][difficulty_key(d)] for d in spec.difficulties})
+        "vote": accuracy, "members": members, "frontier": solved}
     if s:
         result.update({"pass": per_difficulty(sampled_scores, "pass"), "maj": per_difficulty(sampled_scores, "maj"),
                        "members_pass": [per_difficulty(sampled_scores, "members_pass", j) for j in range(k)],

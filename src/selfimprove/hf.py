@@ -180,10 +180,7 @@ class Tokens:
                 raise HFError(f"learner.tokens = 'chars': the tokenizer of {lc.model!r} has no single token for "
                               f"{missing} (the task's characters: {''.join(sorted(set(alphabet)))!r}); use "
                               f"learner.tokens = 'model'")
-            self.lut = np.full(0x110000 if max(map(ord, ids)) > 255 else 256, -1, dtype=np.int64)
-            for c, i in ids.items():
-                self.lut[ord(c)] = i
-            self.chars = {i: c for c, i in ids.items()}
+            self.ids, self.chars = ids, {i: c for c, i in ids.items()}
         else:  # the model's own tokens must give the task's text back, or no answer could ever be right
             text = "".join(sorted(set(alphabet)))
             if self.tokenizer.decode(self._text(text)) != text:
@@ -193,10 +190,10 @@ class Tokens:
 
     def _text(self, text: str) -> list[int]:
         if self.mode == "chars":
-            ids = self.lut[np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)]
-            if (ids < 0).any():
-                raise ValueError(f"{text!r} has characters outside the task's alphabet")
-            return ids.tolist()
+            try:
+                return [self.ids[c] for c in text]
+            except KeyError as e:
+                raise ValueError(f"{text!r} has {e} outside the task's alphabet") from None
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def prompt(self, prompt: str) -> list[int]:
