@@ -264,8 +264,8 @@ class HFLearner(Trainer):
                  ) -> tuple[list[str], list[bool], list[float]]:
         """As the tiny learner's: answers cut at EOS or after budget characters (prompt-major,
         `samples` per prompt), whether EOS was produced, and the least probability the model gave a
-        token it chose (the first budget + 1 tokens). Batched and left-padded, with `generate`'s KV cache;
-        several samples come from `num_return_sequences`."""
+        token it chose (up to EOS, within the answer's token limit `vocab.limit`). Batched and
+        left-padded, with `generate`'s KV cache; several samples come from `num_return_sequences`."""
         transformers = _transformers()
         n = len(prompts) * samples
         texts: list[str] = [""] * n
