@@ -14,7 +14,8 @@ def learning_overrides(out_dir) -> list[str]:
         "model.n_layer=2", "model.n_head=2", "model.d_model=64", "model.d_ff=128",
         "train.batch_size=64", "train.lr=3e-3", "train.steps=200", "train.round_steps=20",
         "loop.rounds=2", "loop.seed_problems=600", "loop.problems=200", "loop.label_batch=256",
-        "loop.filters=['length']", "audit.problems=50", "audit.below=3", "audit.above=2",
+        "loop.filters=['length']", "audit.problems=50", "audit.below=3", "audit.above=2", "audit.base=0",
+        "guard.mode=off",  # the guard judges this small model harshly; tests/test_guard.py turns it on
     ]
 
 
@@ -32,5 +33,5 @@ def fake_overrides(tmp_path):
         "committee.size=3", "committee.agree=1.0", "loop.filters=['majority', 'length']",
         "train.batch_size=4", "train.steps=5", "train.round_steps=3",
         "loop.rounds=2", "loop.seed_problems=50", "loop.problems=400",
-        "audit.problems=200", "audit.below=3", "audit.above=2",
+        "audit.problems=200", "audit.below=3", "audit.above=2", "audit.base=0",
     ]

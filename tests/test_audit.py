@@ -42,12 +42,13 @@ def test_label_quality_by_hand():
 def test_audit_prompts_are_never_training_or_probe_prompts(problems):
     # strings of 8..10 letters: 26^8 of them, so a shared prompt would not happen by chance
     cfg = load_config("quick", ["task.name=copy", "audit.problems=300", "audit.below=1", "audit.above=1",
-                                "loop.problems=3000", "committee.size=3", f"committee.problems={problems}"])
+                                "loop.problems=3000", "committee.size=3", f"committee.problems={problems}",
+                                "audit.base=0"])
     for r in (1, 2):
         trained = [(9,)]
         audit = {p for b in held_out(copy, cfg, r, trained) for p in b.prompts}
         assert len(audit) == 900 and {len(p) - 1 for p in audit} == {8, 9, 10}
-        training = set(draw(copy, cfg, r, [(8,), (9,), (10,)])[0])
+        training = set(draw(copy, cfg, r, [(8,), (9,), (10,)], cfg.loop.problems)[0])
         probes = set(copy.sample((9,), range(500), stream_seed(cfg.seed, "probe", r)).prompts)
         assert len(training) == 9000 * (3 if problems == "per_member" else 1)
         assert not audit & training and not audit & probes
@@ -68,20 +69,33 @@ def test_the_planners_probes_are_not_audit_problems():
             return [[p[:-1]] * 2 for p in prompts], [[True] * 2 for _ in prompts], [[1.0] * 2 for _ in prompts]
 
     cfg = load_config("quick", ["task.name=copy", "loop.planner=accelerated", "committee.size=2", "loop.max_jump=3",
-                                "loop.probe_problems=300", "audit.problems=300", "audit.below=0", "audit.above=2"])
+                                "loop.probe_problems=300", "audit.problems=300", "audit.below=0", "audit.above=2", "audit.base=0"])
     recorder = Recorder()
-    chosen, probes = plan(copy, cfg, recorder, [(7,)], r=1)
+    chosen = plan(copy, cfg, recorder, [(7,)], r=1).difficulties
     assert chosen == [(8,), (9,), (10,)] and len(recorder.prompts) == 600  # probed lengths 9 and 10
     audit = {p for b in held_out(copy, cfg, 1, [(8,)]) for p in b.prompts}
     assert {len(p) - 1 for p in audit} == {8, 9, 10} and not audit & set(recorder.prompts)
 
 
 def test_held_out_problems_are_the_rounds_audit_stream_from_below_to_above_the_hardest():
-    cfg = load_config("quick", ["task.name=copy", "audit.problems=5", "audit.below=2", "audit.above=1", "seed=3"])
+    cfg = load_config("quick", ["task.name=copy", "audit.problems=5", "audit.below=2", "audit.above=1", "seed=3",
+                                "audit.base=0"])
     batches = held_out(copy, cfg, 4, [(2,), (6,), (5,)])
     assert [b.difficulty for b in batches] == [(4,), (5,), (6,), (7,)]
     for b in batches:
         assert b.prompts == copy.sample(b.difficulty, range(5), stream_seed(3, "audit", 4)).prompts
+
+
+def test_the_audit_keeps_the_base_range_after_the_window_has_moved_on():
+    cfg = load_config("quick", ["task.name=copy", "task.base=3", "audit.problems=5", "audit.below=1",
+                                "audit.above=1", "audit.base=2"])
+    batches = held_out(copy, cfg, 4, [(1,), (2,), (3,), (7,)])
+    assert [(b.difficulty, len(b.prompts)) for b in batches] == [((1,), 2), ((2,), 2), ((3,), 2), ((6,), 5),
+                                                                  ((7,), 5), ((8,), 5)]
+    two = load_config("quick", ["task.name=multiply", "task.base=2", "audit.problems=3", "audit.below=0",
+                                "audit.above=0", "audit.base=1"])
+    batches = held_out(get_task("multiply"), two, 1, [(1, 1), (2, 2), (3, 3)])  # the base range's edge only
+    assert [(b.difficulty, len(b.prompts)) for b in batches] == [((1, 2), 1), ((2, 1), 1), ((2, 2), 1), ((3, 3), 3)]
 
 
 class Copier:
@@ -97,7 +111,8 @@ class Copier:
 def test_check_scores_the_vote_and_each_member_and_writes_the_audit_schema():
     from selfimprove.audit import AUDIT_SCHEMA, check
 
-    cfg = load_config("quick", ["task.name=copy", "audit.problems=4", "audit.below=1", "audit.above=1"])
+    cfg = load_config("quick", ["task.name=copy", "audit.problems=4", "audit.below=1", "audit.above=1",
+                                "audit.base=0"])
     accuracy, members, solved, table = check(Copier(), copy, held_out(copy, cfg, 1, [(2,)]), 1)
     assert accuracy == {"1": 1.0, "2": 1.0, "3": 1.0}  # a tie goes to the first answer given: member 0's
     assert members == [{"1": 1.0, "2": 1.0, "3": 1.0}, {"1": 1.0, "2": 1.0, "3": 0.0}] and solved == 3

@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from unittest.mock import ANY
 
 import fakes
 import numpy as np
@@ -43,7 +44,10 @@ def test_run_directory_contract(tiny_overrides):
     for m in lines:
         assert {"round", "difficulties", "n_generated", "n_kept", "label_precision", "audit", "frontier",
                 "train_steps", "seconds", "decision"} <= set(m)
-        assert set(m["seconds"]) == {"plan", "act", "verify", "learn", "check"}
+        assert set(m["seconds"]) == {"plan", "act", "verify", "learn", "check"} | {"guard"} - {"guard"[m["round"]:]}
+    for m in lines[1:]:  # label-free signals of every self-round, whatever the guard and the filters
+        assert {"unanimity", "support", "confidence_kept", "no_eos", "bad_length", "drift"} <= set(m["signals"])
+        assert m["attempt"] == 1 and m["plan"] == {"problems": 200, "strict": False}
     assert lines[1]["difficulties"] == [[4]] and lines[2]["difficulties"] == [[5]]
     assert set(lines[0]["audit"]) == set("12345") and set(lines[2]["audit"]) == set("234567")
     for r in range(3):
@@ -248,7 +252,7 @@ def test_metrics_are_exact_with_fake_members(fake_overrides):
 def test_a_round_that_keeps_nothing_stops_the_run_in_either_data_mode(fake_overrides):
     for mode in ("accumulate", "replace"):
         # at length 8 every member gives the same wrong answer, unanimously but with low confidence
-        cfg, run = start([*fake_overrides, f"name={mode}", f"loop.data={mode}", "loop.rounds=8",
+        cfg, run = start([*fake_overrides, f"name={mode}", f"loop.data={mode}", "loop.rounds=8", "guard.mode=off",
                           "loop.filters=['majority', 'length', 'confidence']", "loop.min_confidence=0.5"])
         ui = RecordingUI()
         history = run_loop(cfg, run, ui, make_learner=fakes.fake_learner)
@@ -261,9 +265,8 @@ def test_a_round_that_keeps_nothing_stops_the_run_in_either_data_mode(fake_overr
             " nothing to train on")
         manifest = run.manifest()
         assert manifest["status"] == "finished" and manifest["stop_reason"] == last["stop_reason"]
-        before = run.verified_checkpoint(last["round"] - 1) / "learner-0.safetensors"
-        after = run.verified_checkpoint(last["round"]) / "learner-0.safetensors"
-        assert before.read_bytes() == after.read_bytes()  # the models of the round before, untrained
+        # no weights of its own: the run's models are the round before's, untrained
+        assert manifest["rounds"][f"{last['round']:04d}"] == {"checkpoint": {}, "committed": ANY, "decision": "stop"}
         assert run_loop(cfg, run, make_learner=fakes.fake_learner) == history  # resume adds nothing
 
 
@@ -379,8 +382,8 @@ def test_a_round_that_kept_too_little_is_held_and_every_round_is_reported(fake_o
     assert [(name, total) for name, total, _ in ui.phases] == expected
     assert all(done == total for _, total, done in ui.phases)
     assert ui.lines == [round_line(m) for m in history]
-    for m in history:  # each phase's own duration, measured once
-        assert set(m["seconds"]) == {"plan", "act", "verify", "learn", "check"}
+    for m in history:  # each phase's own duration (the guard's two check points together)
+        assert set(m["seconds"]) == {"plan", "act", "verify", "learn", "check"} | {"guard"} - {"guard"[m["round"]:]}
         assert all(v >= 0 for v in m["seconds"].values())
     assert sum(v for m in history for v in m["seconds"].values()) <= wall
     assert run.progress()["round"] == 2 and run.progress()["phase"] == "commit"
@@ -398,7 +401,7 @@ def test_a_round_that_kept_too_little_is_held_and_every_round_is_reported(fake_o
             "label_precision", "label_recall", "audit", "audit_members", "frontier", "train_steps", "train_loss",
             "seconds", "decision"}
     for m in history[1:]:
-        assert set(m) == keys and m["committee"] == 3 and m["samples"] == 1 and m["decision"] == "commit"
+        assert set(m) == keys | {"attempt", "signals", "plan"} and m["committee"] == 3 and m["samples"] == 1 and m["decision"] == "commit"
         assert m["kept_share"] == m["n_kept"] / m["n_generated"] and m["train_steps"] == 3
     assert set(history[0]) == keys and history[0]["label_precision"] is None is history[0]["label_recall"]
     assert history[0]["kept_share"] == 1.0 and history[0]["drop_reasons"] == {}
@@ -478,11 +481,11 @@ def test_each_round_draws_from_its_own_training_stream(problems):
     task = get_task("copy")
     cfg = load_config("quick", ["task.name=copy", "seed=9", "loop.seed_problems=4", "loop.problems=3",
                                 "committee.size=2", f"committee.problems={problems}"])
-    prompts, truths, diffs, proposer = draw(task, cfg, 0, [(1,), (2,)])
+    prompts, truths, diffs, proposer = draw(task, cfg, 0, [(1,), (2,)], cfg.loop.seed_problems)
     seed_data = [task.sample_seed((d,), range(4), stream_seed(9, "train", 0)) for d in (1, 2)]
     assert prompts == [p for b in seed_data for p in b.prompts] and truths == [t for b in seed_data for t in b.truths]
     assert diffs == [[1]] * 4 + [[2]] * 4 and proposer == [None] * 8
-    prompts, _, diffs, proposer = draw(task, cfg, 2, [(5,)])
+    prompts, _, diffs, proposer = draw(task, cfg, 2, [(5,)], cfg.loop.problems)
     if problems == "shared":
         assert prompts == task.sample((5,), range(3), stream_seed(9, "train", 2)).prompts and proposer == [None] * 3
     else:  # each member proposes its own problems, from a stream of its own

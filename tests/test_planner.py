@@ -7,7 +7,7 @@ import fakes
 
 from selfimprove.config import dump_toml, load_config
 from selfimprove.loop import run_loop
-from selfimprove.planner import plan
+from selfimprove.planner import Plan, plan
 from selfimprove.rundir import RunDir
 from selfimprove.tasks import get_task
 
@@ -34,14 +34,13 @@ def test_accelerated_planner_takes_every_self_consistent_step_and_at_least_one()
     task = get_task("copy")
     cfg = load_config("quick", ["task.name=copy", "loop.planner=accelerated", "loop.probe_problems=20",
                                 "committee.size=2", "loop.filters=['length']"])
-    chosen, probes = plan(task, cfg, Solver(limit=7), [(1,), (2,), (3,), (4,)], r=1)
-    assert chosen == [(5,), (6,), (7,)] and probes == {"6": 1.0, "7": 1.0, "8": 0.0}
-    chosen, _ = plan(task, cfg, Solver(limit=0), [(1,), (2,), (3,), (4,)], r=1)
-    assert chosen == [(5,)]
+    chosen = plan(task, cfg, Solver(limit=7), [(1,), (2,), (3,), (4,)], r=1)
+    assert chosen == Plan([(5,), (6,), (7,)], cfg.loop.problems, probes={"6": 1.0, "7": 1.0, "8": 0.0})
+    assert plan(task, cfg, Solver(limit=0), [(1,), (2,), (3,), (4,)], r=1).difficulties == [(5,)]
     fixed = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"planner": "fixed"})})
-    assert plan(task, fixed, Solver(limit=99), [(4,)], r=1) == ([(5,)], {})
+    assert plan(task, fixed, Solver(limit=99), [(4,)], r=1) == Plan([(5,)], cfg.loop.problems)
     capped = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"max_jump": 2})})
-    assert plan(task, capped, Solver(limit=99), [(4,)], r=1)[0] == [(5,), (6,)]
+    assert plan(task, capped, Solver(limit=99), [(4,)], r=1).difficulties == [(5,), (6,)]
 
 
 def test_a_round_that_kept_too_little_is_followed_by_one_at_the_same_difficulty(fake_overrides):
@@ -53,10 +52,11 @@ def test_a_round_that_kept_too_little_is_followed_by_one_at_the_same_difficulty(
     assert shares[0] >= 0.4 and max(shares[1:]) < 0.4
     task = get_task("copy")
     previous = {"round": 1, "difficulties": [[5]], "n_kept": 39, "n_generated": 100}
-    assert plan(task, cfg, None, [(4,), (5,)], 2, previous) == ([(5,)], {})
-    assert plan(task, cfg, None, [(4,), (5,)], 2, {**previous, "n_kept": 40}) == ([(6,)], {})
-    assert plan(task, cfg, None, [(4,)], 1, {"round": 0, "difficulties": [[4]], "n_kept": 0, "n_generated": 9}
-                ) == ([(5,)], {})
+    n = cfg.loop.problems
+    assert plan(task, cfg, None, [(4,), (5,)], 2, [previous]) == Plan([(5,)], n)
+    assert plan(task, cfg, None, [(4,), (5,)], 2, [{**previous, "n_kept": 40}]) == Plan([(6,)], n)
+    assert plan(task, cfg, None, [(4,)], 1, [{"round": 0, "difficulties": [[4]], "n_kept": 0, "n_generated": 9}]
+                ) == Plan([(5,)], n)
 
 
 class Recorder(Solver):

@@ -34,10 +34,15 @@ def frontier(task: Task, accuracy: dict[Difficulty, float]):
 
 
 def held_out(task: Task, cfg: Config, r: int, trained: list[Difficulty]):
-    """Round r's audit problems: `audit.problems` per difficulty around the hardest trained one, from a
-    stream of their own (never the training or probe streams)."""
-    difficulties = task.audit_difficulties(trained, cfg.audit.below, cfg.audit.above)
-    return [task.sample(d, range(cfg.audit.problems), stream_seed(cfg.seed, "audit", r)) for d in difficulties]
+    """Round r's audit problems, from a stream of their own (never the training or probe streams):
+    `audit.problems` per difficulty around the hardest trained one, and `audit.base` per base difficulty
+    outside that window (for several axes, the base difficulties on the base range's edge), so that
+    forgetting shows after the window has moved on."""
+    window = task.audit_difficulties(trained, cfg.audit.below, cfg.audit.above)
+    edge = [d for d in task.base_difficulties(cfg.task.base) if len(d) == 1 or max(d) == cfg.task.base]
+    base = [d for d in edge if d not in window] if cfg.audit.base else []
+    sizes = {**dict.fromkeys(base, cfg.audit.base), **dict.fromkeys(window, cfg.audit.problems)}
+    return [task.sample(d, range(n), stream_seed(cfg.seed, "audit", r)) for d, n in sorted(sizes.items())]
 
 
 def check(committee: Any, task: Task, batches: list[Batch], r: int, progress=None):

@@ -95,7 +95,7 @@ class Member:
         # what else draws at random while training (a Hugging Face model's dropout) draws from this round's own
         # stream, so a resumed round trains exactly as an uninterrupted one
         torch.manual_seed(int(np.random.SeedSequence([self.seed, r]).generate_state(1)[0]))
-        batches = self.corpus.batches(r, self.cfg.loop.data, self.cfg.train.batch_size, rng)
+        batches = self.corpus.batches(r, self.cfg.loop.data, self.cfg.train.batch_size, rng, self.cfg.train.anchor)
         every = max(1, steps // 100)  # report in about 100 chunks (a worker sends each over a pipe)
 
         def on_step(step: int, loss: float) -> None:
@@ -120,6 +120,9 @@ class Member:
             confidence += c
             advance(len(t))
         return texts, finished, confidence
+
+    def drop(self, r: int, advance: Advance) -> None:
+        self.corpus.drop(r)
 
     def save(self, folder: Path, advance: Advance) -> list[Path]:
         return self.learner.save(folder / f"learner-{self.k}")
@@ -243,6 +246,10 @@ class Committee:
         n = sampling.samples
         return tuple([[x for member in part for x in member[i * n : (i + 1) * n]] for i in range(len(prompts))]
                      for part in zip(*per_member))  # type: ignore[return-value]
+
+    def drop(self, r: int) -> None:
+        """Every member forgets round r's examples (a round the guard rolled back)."""
+        self._call("drop", r)
 
     def save(self, folder: Path) -> list[Path]:
         return [f for files in self._call("save", folder) for f in files]

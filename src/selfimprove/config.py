@@ -110,6 +110,10 @@ class TrainConfig(_Strict):
     warmup: float = Field(0.1, ge=0, lt=1, description="share of round-0 steps spent warming up")
     decay: float = Field(0.2, gt=0, le=1, description="share of round-0 steps spent decaying to 1% lr")
     round_decay: float = Field(0.5, gt=0, le=1, description="share of every later round's steps spent decaying")
+    anchor: float | None = Field(None, ge=0, le=1, description="share of every round's training steps drawn from "
+                                 "the true-labelled seed data (round 0); the rest from the newest round and earlier "
+                                 "self-labelled data; unset: the mixture's own share (seed levels among the earlier "
+                                 "levels); 0 with loop.data = 'replace' is the unanchored loop")
     ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights, "
                        "updated every step; when > 0 the average labels and is audited (it extrapolates more "
                        "steadily than the raw weights); 0 turns it off")
@@ -164,13 +168,21 @@ class LoopConfig(_Strict):
         "accumulate", description="accumulate: half of training from the newest round, half from all "
         "earlier difficulties (the paper); replace: newest round only (collapse studies)")
     label_batch: int = Field(1024, ge=1, description="prompts per generation batch")
-    planner: Literal["fixed", "accelerated"] = Field(
+    planner: Literal["fixed", "accelerated", "controller"] = Field(
         "fixed", description="fixed: one step per round; accelerated: also take every following step on "
-        "which the committee is self-consistent (share of probe problems kept unanimously) >= tau")
+        "which the committee is self-consistent (share of probe problems kept unanimously) >= tau; controller: "
+        "as accelerated (a single greedy learner probes with samples), and after a held or rolled-back round "
+        "the same difficulties again with more problems and the confidence filter at strict_confidence")
     advance_at: float = Field(0.0, ge=0, le=1, description="take the next step only after a round that kept at "
                               "least this share of its problems; otherwise the next round draws fresh problems at "
                               "the same difficulties, which the members have since trained on (0: always advance)")
     tau: float = Field(0.99, gt=0, le=1, description="self-consistency the accelerated planner asks for")
+    probe_samples: int = Field(4, ge=2, le=64, description="answers a single greedy learner samples per probe "
+                               "problem to measure its self-consistency (controller)")
+    strict_confidence: float = Field(0.9, ge=0, le=1, description="controller: the confidence filter's threshold "
+                                     "on a retry after a held or rolled-back round")
+    max_problems: int | None = Field(None, ge=1, description="controller: most problems per difficulty on a retry "
+                                     "(each failed attempt doubles loop.problems up to this; default 4 x problems)")
     probe_problems: int = Field(500, ge=1, description="problems per difficulty the accelerated planner probes")
     max_jump: int = Field(8, ge=1, description="most steps the accelerated planner takes in one round")
 
@@ -202,6 +214,26 @@ class CommitteeConfig(_Strict):
         return self
 
 
+class GuardConfig(_Strict):
+    mode: Literal["signals", "oracle", "off"] = Field(
+        "signals", description="signals: decide every round from label-free signals whether to commit it, hold "
+        "its labels (no training) or roll its training back; oracle: decide from the audit's label precision "
+        "(reads truth: an upper bound for comparison only); off: commit every round (the paper's loop)")
+    attempts: int = Field(3, ge=1, le=100, description="failed attempts (held or rolled back) in a row at which the "
+                          "guard stops the run with a verdict")
+    min_support: float = Field(0.9, ge=0, le=1, description="hold when a smaller share of the kept labels is the "
+                               "answer the committee itself gave most (labels changed after the vote)")
+    min_invariant: float = Field(0.9, ge=0, le=1, description="hold when a smaller share of the checked labels "
+                                 "survives the task's invariant (a+b and b+a answered alike); roll back when the "
+                                 "trained model's answers survive it less")
+    max_drift: float = Field(0.1, ge=0, le=1, description="roll back when training changed more than this share of "
+                             "the committee's answers on already-trained difficulties")
+    min_precision: float = Field(0.9, ge=0, le=1, description="oracle mode: hold labels below this precision")
+    probe_problems: int = Field(200, ge=1, le=100_000, description="problems per check (invariant, drift)")
+    drift_levels: int = Field(2, ge=1, le=100, description="the hardest this many trained difficulties make the "
+                              "drift probe set")
+
+
 class NoiseConfig(_Strict):
     round: int | None = Field(None, ge=1, description="corrupt labels of this round (none by default)")
     share: float = Field(0.1, ge=0, le=1, description="share of that round's kept labels to corrupt")
@@ -214,6 +246,8 @@ class AuditConfig(_Strict):
     problems: int = Field(500, ge=1, description="held-out problems per audited difficulty")
     below: int = Field(2, ge=0, description="audit this many difficulties below the hardest trained one")
     above: int = Field(4, ge=0, description="... and this many above it")
+    base: int = Field(100, ge=0, description="held-out problems per base difficulty outside that window, so "
+                      "forgetting shows after the window has moved on (0: none)")
 
 
 class Config(_Strict):
@@ -228,6 +262,7 @@ class Config(_Strict):
     train: TrainConfig = TrainConfig()
     loop: LoopConfig = LoopConfig()
     committee: CommitteeConfig = CommitteeConfig()
+    guard: GuardConfig = GuardConfig()
     noise: NoiseConfig = NoiseConfig()
     audit: AuditConfig = AuditConfig()
     tracking: Literal["none", "tensorboard"] = Field(

@@ -112,8 +112,12 @@ def apply_filters(names: list[str], task: Task, prompts: list[str], outputs: lis
 
 
 def filter_outputs(cfg: Config, task: Task, prompts: list[str], outputs: list[list[str]],
-                   finished: list[list[bool]], confidence: list[list[float]]) -> Verdicts:
+                   finished: list[list[bool]], confidence: list[list[float]], strict: bool = False) -> Verdicts:
     """`apply_filters` with the run's filters and thresholds (loop.filters, committee.agree,
-    loop.min_confidence)."""
-    return apply_filters(cfg.loop.filters, task, prompts, outputs, finished, confidence, cfg.committee.agree,
-                         cfg.loop.min_confidence)
+    loop.min_confidence); `strict` adds the confidence filter at no less than loop.strict_confidence (the
+    controller's retry after a round the guard held or rolled back)."""
+    names, least = cfg.loop.filters, cfg.loop.min_confidence
+    if strict:
+        names = [f for f in names if f != "none"] + ["confidence"] * ("confidence" not in names)
+        least = max(least, cfg.loop.strict_confidence)
+    return apply_filters(names, task, prompts, outputs, finished, confidence, cfg.committee.agree, least)

@@ -1,4 +1,5 @@
-"""The self-improvement loop, one round at a time: plan -> act -> verify -> learn -> check -> commit.
+"""The self-improvement loop, one round at a time: plan -> act -> verify -> guard -> learn -> check ->
+guard -> commit.
 
     from selfimprove.config import load_config, dump_toml
     from selfimprove.rundir import RunDir
@@ -8,8 +9,12 @@
 Round 0 trains the committee on seed data (truth) at the base difficulties. Every later round samples
 problems one step harder (or several, with the accelerated planner), has every member label them,
 filters the labels without truth (vote, length, verifier), trains on the mixture of new and earlier
-data, and audits fresh held-out problems against truth (metrics only). A round whose filters keep
-nothing is committed untrained with `decision: "stop"`, and the run ends there. The planner lives in
+data, and audits fresh held-out problems against truth (metrics only). The guard (guard.py) decides
+from label-free signals (signals.py) whether the round is committed, held (its labels are not trained
+on) or rolled back (the previous round's weights, optimizer state and corpus are restored); held and
+rolled-back rounds are recorded with their decision and never trained on again. After
+`guard.attempts` failed attempts in a row, or with the guard off after a round whose filters keep
+nothing, the round is recorded with `decision: "stop"` and the run ends there. The planner lives in
 planner.py, the audit in audit.py.
 """
 
@@ -23,13 +28,16 @@ from typing import Any, Protocol
 import numpy as np
 import pyarrow as pa
 
+from selfimprove import guard
 from selfimprove.audit import check, held_out, label_quality
 from selfimprove.committee import Committee, LearnerFactory, build_learner, labelling
 from selfimprove.config import Config, TrainConfig
 from selfimprove.filters import filter_outputs
 from selfimprove.noise import corrupt
-from selfimprove.planner import plan
+from selfimprove.planner import Plan, failed_attempts, plan
 from selfimprove.rundir import RunDir
+from selfimprove.signals import answers as answers_of
+from selfimprove.signals import drift, drift_probes, invariant, label_signals, self_invariant
 from selfimprove.tasks import Difficulty, Task, difficulty_key, stream_seed
 
 
@@ -49,15 +57,16 @@ class QuietUI:
 # --- the phases ------------------------------------------------------------------------------------
 
 
-def draw(task: Task, cfg: Config, r: int, difficulties: list[Difficulty]):
-    """The round's problems (prompts, hidden truths, difficulties, proposing member or None)."""
+def draw(task: Task, cfg: Config, r: int, difficulties: list[Difficulty], problems: int):
+    """The round's problems, `problems` per difficulty (and per member with committee.problems =
+    per_member): prompts, hidden truths, difficulties, proposing member or None."""
     if r == 0:
-        streams = [(None, task.sample_seed, cfg.loop.seed_problems, stream_seed(cfg.seed, "train", r))]
+        streams = [(None, task.sample_seed, problems, stream_seed(cfg.seed, "train", r))]
     elif cfg.committee.problems == "per_member":
-        streams = [(k, task.sample, cfg.loop.problems, stream_seed(cfg.seed, "train", r, k))
+        streams = [(k, task.sample, problems, stream_seed(cfg.seed, "train", r, k))
                    for k in range(cfg.committee.size)]
     else:
-        streams = [(None, task.sample, cfg.loop.problems, stream_seed(cfg.seed, "train", r))]
+        streams = [(None, task.sample, problems, stream_seed(cfg.seed, "train", r))]
     prompts, truths, diffs, proposer = [], [], [], []
     for k, sample, n, seed in streams:
         for d in difficulties:
@@ -91,11 +100,17 @@ def schedule(train: TrainConfig, r: int) -> tuple[int, int, int, float]:
 # --- the loop --------------------------------------------------------------------------------------
 
 
+def trains(m: dict[str, Any]) -> bool:
+    """Whether a recorded round's labels and weights are part of the run (the guard committed it)."""
+    return m.get("decision", "commit") == "commit"
+
+
 def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: LearnerFactory = build_learner
              ) -> list[dict[str, Any]]:
-    """Run (or resume) rounds until `loop.rounds`, `loop.target`, or a round whose filters keep nothing;
-    returns the metrics of every round. `make_learner` builds each member's learner (default: the one
-    `learner.kind` names, tiny or hf; the tests pass fakes)."""
+    """Run (or resume) rounds until `loop.rounds`, `loop.target`, or a round that stops the run (the guard's
+    verdict, or with the guard off a round whose filters keep nothing); returns the metrics of every round.
+    `make_learner` builds each member's learner (default: the one `learner.kind` names, tiny or hf; the tests
+    pass fakes)."""
     ui = ui or QuietUI()
     task = cfg.task.build()
     log_round = None
@@ -104,12 +119,12 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: Learn
     committee = Committee(cfg, task, make_learner)
     try:
         history, trained = run.metrics(), []
-        for r in run.committed():  # resume: rebuild the corpus from the committed rounds' candidates
-            data = run.candidates(r).select(["difficulty", "prompt", "label"]).to_pydict()
-            committee.add(r, data["difficulty"], data["prompt"], data["label"])
+        for m in filter(trains, history):  # resume: rebuild the corpus from the rounds the guard committed
+            data = run.candidates(m["round"]).select(["difficulty", "prompt", "label"]).to_pydict()
+            committee.add(m["round"], data["difficulty"], data["prompt"], data["label"])
             trained += sorted({tuple(d) for d in data["difficulty"]})
-        if run.committed():
-            committee.load(run.verified_checkpoint(run.committed()[-1]))
+        if history:
+            committee.load(run.verified_checkpoint(last_trained(history)))
         for r in range(len(history), cfg.loop.rounds + 1):
             if history and history[-1].get("decision") == "stop":
                 break
@@ -118,7 +133,7 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: Learn
             if r > 0 and not all(map(task.drawable, task.next_difficulties(trained, cfg.task.step))):
                 ui.line(f"stopped: task {task.name} has no harder difficulty after {max(trained)}")
                 break
-            metrics = run_round(cfg, run, task, committee, r, trained, ui, history[-1] if history else None)
+            metrics = run_round(cfg, run, task, committee, r, trained, ui, history)
             history.append(metrics)
             if log_round is not None:
                 log_round(run.root, metrics)
@@ -132,9 +147,15 @@ def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: Learn
     return history
 
 
+def last_trained(history: list[dict[str, Any]]) -> int:
+    return max(m["round"] for m in history if trains(m))
+
+
 def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int, trained: list[Difficulty],
-              ui: UI, previous: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One round, committed atomically; `trained` grows by the round's difficulties."""
+              ui: UI, history: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """One round, recorded atomically with the guard's decision; `trained` grows by the round's
+    difficulties when the guard commits it."""
+    history = history or []
     seconds: dict[str, float] = {}
     current, t = "", time.perf_counter()
 
@@ -142,18 +163,19 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
         """Close the running phase (its seconds) and make `name` the phase in flight."""
         nonlocal current, t
         if current:
-            seconds[current] = time.perf_counter() - t
+            seconds[current] = seconds.get(current, 0.0) + time.perf_counter() - t
         current, t = name, time.perf_counter()
         run.set_progress(r, name)
 
     # plan (label-free)
     enter("plan")
-    difficulties, probes = (task.base_difficulties(cfg.task.base), {}) if r == 0 else \
-        plan(task, cfg, committee, trained, r, previous)
+    chosen = Plan(task.base_difficulties(cfg.task.base), cfg.loop.seed_problems) if r == 0 else \
+        plan(task, cfg, committee, trained, r, history)
+    difficulties = chosen.difficulties
 
     # act: problems with hidden truth; round 0 uses truth as labels (seed data), later rounds the committee
     enter("act")
-    prompts, truths, diffs, proposer = draw(task, cfg, r, difficulties)
+    prompts, truths, diffs, proposer = draw(task, cfg, r, difficulties, chosen.problems)
     n = len(prompts)
     if r == 0:
         outputs, finished, confidence = [[] for _ in prompts], [[] for _ in prompts], [[] for _ in prompts]
@@ -167,7 +189,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     if r == 0:
         labels, answers, kept, reasons, shares = truths, truths, [True] * n, [None] * n, [None] * n
     else:
-        v = filter_outputs(cfg, task, prompts, outputs, finished, confidence)
+        v = filter_outputs(cfg, task, prompts, outputs, finished, confidence, chosen.strict)
         labels, answers, kept, reasons, shares = v.labels, v.labels, v.kept, v.drop_reason, v.vote_share
     corrupted = [False] * n
     if r == cfg.noise.round:
@@ -175,28 +197,62 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
                                     np.random.default_rng(stream_seed(cfg.seed, "noise", r)))
     n_kept = sum(kept)
     drop_reasons = dict(Counter(x for x in reasons if x is not None))
+    precision, recall = label_quality(labels, kept, answers, truths)  # truth: metrics (and the oracle guard)
 
-    # learn, unless the filters kept nothing: then the run stops here (in either loop.data mode), with
-    # the models of the previous round; training on old data alone would only move them at random
-    enter("learn")
+    # guard, before training: the labels' signals (label-free)
+    decision, why = "commit", None
+    signals: dict[str, Any] = {}
+    if r > 0:
+        enter("guard")
+        signals = label_signals(task, prompts, outputs, finished, confidence, labels, kept, cfg.committee.samples)
+        signals["invariant"] = invariant(committee, task, prompts, labels, kept, cfg.guard.probe_problems,
+                                         stream_seed(cfg.seed, "invariant", r))
+        why = guard.before_training(cfg, signals, n_kept, precision if cfg.guard.mode == "oracle" else None)
+        if why or (not n_kept and cfg.guard.mode == "off"):
+            decision = "hold"
+
+    # learn
     kept_labels = [lab if k else None for lab, k in zip(labels, kept)]
-    committee.add(r, diffs, prompts, kept_labels)
-    trained += difficulties
-    steps, warmup, decay, peak = schedule(cfg.train, r) if n_kept else (0, 0, 0, 0.0)
-    losses = []
-    if steps:
+    steps, losses, accuracy, member_accuracy, audit_table = 0, [], {}, [], None
+    solved = next((m["frontier"] for m in reversed(history) if trains(m)), None)
+    if decision == "commit":
+        enter("learn")
+        probes = drift_probes(task, trained, cfg.guard.drift_levels, cfg.guard.probe_problems, cfg.seed) if r else []
+        before = answers_of(committee, probes) if probes else []
+        committee.add(r, diffs, prompts, kept_labels)
+        steps, warmup, decay, peak = schedule(cfg.train, r)
         with ui.phase("train", steps * committee.size) as advance:
             losses = committee.train(r, steps, warmup, decay, peak, advance)
 
-    # check
-    enter("check")
-    held = held_out(task, cfg, r, trained)
-    with ui.phase("audit", committee.size * sum(len(b.prompts) for b in held)) as advance:
-        accuracy, member_accuracy, solved, audit_table = check(committee, task, held, r, advance)
+        # check: the audit (truth, metrics only), then the guard on the trained model (label-free)
+        enter("check")
+        held = held_out(task, cfg, r, trained + difficulties)
+        with ui.phase("audit", committee.size * sum(len(b.prompts) for b in held)) as advance:
+            accuracy, member_accuracy, solved, audit_table = check(committee, task, held, r, advance)
+        if r > 0:
+            enter("guard")
+            signals["drift"] = drift(before, answers_of(committee, probes)) if probes else None
+            signals["invariant_after"] = self_invariant(committee, task, difficulties, cfg.guard.probe_problems,
+                                                        stream_seed(cfg.seed, "invariant-after", r))
+            why = guard.after_training(cfg, signals)
+            if why:
+                decision = "rollback"
+                committee.load(run.verified_checkpoint(last_trained(history)))
+                committee.drop(r)
 
-    # commit
-    enter("commit")  # closes check; the commit itself is not timed
-    precision, recall = label_quality(labels, kept, answers, truths)
+    # commit the record (a held or rolled-back round keeps its candidates and audit, never its weights)
+    enter("commit")  # closes the last phase; the commit itself is not timed
+    attempt = 1 + failed_attempts(history) if r else 1
+    stop_reason = None
+    if decision != "commit" and (cfg.guard.mode == "off" or attempt >= cfg.guard.attempts):
+        decision = "stop"
+        where = " ".join(map(_difficulty, difficulties))
+        stop_reason = (f"no reliable labels at {where} after {attempt} attempt{'s' * (attempt > 1)}: {why[1]}"
+                       if why else
+                       f"round {r} kept none of its {n} labels at difficulty {where} "
+                       f"({', '.join(f'{k} {v}' for k, v in sorted(drop_reasons.items()))}); nothing to train on")
+    elif decision == "commit":
+        trained += difficulties
     metrics = {
         "round": r,
         "difficulties": [list(d) for d in difficulties],
@@ -213,17 +269,18 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
         "train_steps": steps,
         "train_loss": float(np.mean([np.mean(x[-max(1, steps // 10):]) for x in losses])) if losses else None,
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
-        "decision": "commit" if n_kept else "stop",
+        "decision": decision,
     }
-    if not n_kept:
-        reasons_text = ", ".join(f"{k} {v}" for k, v in sorted(drop_reasons.items()))
-        metrics["stop_reason"] = (f"round {r} kept none of its {n} labels at difficulty "
-                                  f"{' '.join(map(_difficulty, difficulties))} ({reasons_text}); nothing to "
-                                  f"train on")
-    if committee.size > 1:
+    if r:
+        metrics.update(attempt=attempt, signals=signals, plan={"problems": chosen.problems, "strict": chosen.strict})
+    if why:
+        metrics.update(signal=why[0], reason=why[1])
+    if stop_reason:
+        metrics["stop_reason"] = stop_reason
+    if committee.size > 1 and member_accuracy:
         metrics["audit_members"] = member_accuracy
-    if probes:
-        metrics["self_consistency"] = probes
+    if chosen.probes:
+        metrics["self_consistency"] = chosen.probes
     if any(corrupted):
         metrics["n_corrupted"] = sum(corrupted)
     # outputs[i][j] is member j // samples's sample j % samples
@@ -236,7 +293,8 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
         "vote_share": shares, "corrupted": corrupted, "truth": truths,
         "label_correct": [lab == tr if k else None for lab, tr, k in zip(labels, truths, kept)],
     }, schema=CANDIDATE_SCHEMA)
-    run.commit_round(r, {"candidates": candidates, "audit": audit_table}, committee.save, metrics)
+    tables = {"candidates": candidates, **({"audit": audit_table} if audit_table is not None else {})}
+    run.commit_round(r, tables, committee.save if decision == "commit" else lambda folder: [], metrics)
     return metrics
 
 

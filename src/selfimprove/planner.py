@@ -2,54 +2,90 @@
 the previous round's metrics that need no truth (kept share) and the committee's own answers, never
 truth.
 
-    difficulties, probes = plan(task, cfg, committee, trained, r, previous_metrics)
+    next_round = plan(task, cfg, committee, trained, r, history)  # a Plan
 
 `fixed` takes one step per round; `accelerated` (the paper's fast mode) also takes every following
 step on which the committee is already self-consistent >= `loop.tau`. With `loop.advance_at` either
-holds at the same difficulty after a round that kept too little of its problems.
+holds at the same difficulty after a round that kept too little of its problems. The `controller`
+sizes each step from the signals: as far as the committee is self-consistent, and after a round the
+guard held or rolled back, one step, more problems and strict filters.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from selfimprove.committee import labelling
+from selfimprove.committee import Sampling, labelling
 from selfimprove.config import Config
 from selfimprove.filters import filter_outputs
 from selfimprove.tasks import Difficulty, Task, difficulty_key, stream_seed
 
 
+@dataclass(frozen=True)
+class Plan:
+    """What the next round does: its difficulties, the problems it draws per difficulty, whether its
+    filters are strict (the confidence filter at loop.strict_confidence added), and the planner's
+    self-consistency probes ({difficulties: share})."""
+
+    difficulties: list[Difficulty]
+    problems: int
+    strict: bool = False
+    probes: dict[str, float] = field(default_factory=dict)
+
+
 def self_consistency(committee: Any, task: Task, cfg: Config, difficulties: list[Difficulty], r: int) -> float:
     """Share of fresh probe problems that every member (every sample, with committee.samples > 1) answers
-    alike and the filters keep (the least over `difficulties`). Label-free: no truth is read."""
+    alike and the filters keep (the least over `difficulties`). A single greedy learner samples
+    loop.probe_samples answers at temperature 1 instead. Label-free: no truth is read."""
     shares = []
+    seed = stream_seed(cfg.seed, "probe-sample", r)
+    sampling = labelling(cfg, seed) if committee.size * cfg.committee.samples > 1 else \
+        Sampling(cfg.loop.probe_samples, 1.0, 1.0, seed)
     for d in difficulties:
         prompts = task.sample(d, range(cfg.loop.probe_problems), stream_seed(cfg.seed, "probe", r)).prompts
-        answers = committee.generate(prompts, sampling=labelling(cfg, stream_seed(cfg.seed, "probe-sample", r)))
+        answers = committee.generate(prompts, sampling=sampling)
         v = filter_outputs(cfg, task, prompts, *answers)
         shares.append(float(np.mean([k and s == 1.0 for k, s in zip(v.kept, v.vote_share)])))
     return min(shares)
 
 
+def failed_attempts(history: list[dict[str, Any]]) -> int:
+    """Rounds at the end of `history` that the guard held or rolled back, in a row."""
+    n = 0
+    for m in reversed(history):
+        if m.get("decision") not in ("hold", "rollback"):
+            break
+        n += 1
+    return n
+
+
 def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: int,
-         previous: dict[str, Any] | None = None) -> tuple[list[Difficulty], dict[str, float]]:
-    """The next round's difficulties: one step harder than what was trained, or the previous round's
-    again if it kept less than `advance_at` of its problems; the accelerated planner also takes each
-    further step on which the committee is already self-consistent >= tau."""
-    if previous and previous["round"] > 0 and previous["n_kept"] < cfg.loop.advance_at * previous["n_generated"]:
-        return [tuple(d) for d in previous["difficulties"]], {}
+         history: list[dict[str, Any]] | None = None) -> Plan:
+    """The next round: one step harder than what was trained, or the previous round's difficulties again
+    if it kept less than `advance_at` of its problems; the accelerated planner and the controller also take
+    each further step on which the committee is already self-consistent >= tau. After a round the guard
+    held or rolled back, the controller backs off to one step and retries it with more problems and
+    strict filters (the fixed and accelerated planners retry the same way, with the same settings)."""
+    loop, history = cfg.loop, history or []
+    previous = history[-1] if history else None
+    if loop.planner == "controller" and (failed := failed_attempts(history)):
+        most = loop.max_problems or 4 * loop.problems
+        return Plan(task.next_difficulties(trained, cfg.task.step), min(most, loop.problems * 2 ** failed), True)
+    if previous and previous["round"] > 0 and previous["n_kept"] < loop.advance_at * previous["n_generated"]:
+        return Plan([tuple(d) for d in previous["difficulties"]], loop.problems)
     chosen = task.next_difficulties(trained, cfg.task.step)
     probes: dict[str, float] = {}
-    if cfg.loop.planner == "accelerated":
-        for _ in range(cfg.loop.max_jump - 1):
+    if loop.planner in ("accelerated", "controller"):
+        for _ in range(loop.max_jump - 1):
             following = task.next_difficulties(trained + chosen, cfg.task.step)
             if not all(map(task.drawable, following)):
                 break
             consistency = self_consistency(committee, task, cfg, following, r)
             probes[" ".join(map(difficulty_key, following))] = round(consistency, 4)
-            if consistency < cfg.loop.tau:
+            if consistency < loop.tau:
                 break
             chosen += following
-    return chosen, probes
+    return Plan(chosen, loop.problems, probes=probes)

@@ -199,7 +199,8 @@ class RunDir:
 
     def commit_round(self, r: int, tables: dict[str, pa.Table], save_checkpoint: Callable[[Path], list[Path]],
                      metrics: dict[str, Any]) -> None:
-        """Write round r atomically: parquet tables, checkpoint files, metrics line, manifest last."""
+        """Write round r atomically: parquet tables, checkpoint files, metrics line, manifest last. The
+        manifest records the guard's decision: only a committed round's weights and labels are the run's."""
         name = f"{r:04d}"
         rounds_tmp = self.root / "rounds" / f"{name}.tmp"
         ckpt_tmp = self.root / "checkpoints" / f"{name}.tmp"
@@ -219,5 +220,5 @@ class RunDir:
         atomic_write(self.root / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in lines))
         m = self.manifest()
         m["committed_rounds"] = [*m["committed_rounds"], r]
-        m["rounds"][name] = {"checkpoint": checksums, "committed": time.time()}
+        m["rounds"][name] = {"checkpoint": checksums, "committed": time.time(), "decision": metrics.get("decision")}
         self._write_manifest(m)

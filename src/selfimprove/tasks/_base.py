@@ -118,6 +118,12 @@ class Task:
         None when the task has no verifier. It may read the prompt and the answer, never the truth."""
         return None
 
+    def invariant(self, prompt: str) -> str | None:
+        """A truth-free consistency check (a guard signal): another prompt whose correct answer is the
+        same as this one's (a+b and b+a), or None when the task declares none. A model whose answers
+        to the two differ is wrong on at least one."""
+        return None
+
     def answer_length(self, prompt: str) -> int | None:
         """Length of a correct answer, computed from the prompt alone (for the `length` filter);
         None when the task cannot tell."""

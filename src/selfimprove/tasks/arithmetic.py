@@ -106,6 +106,10 @@ class ReverseAdd(Task):
         a, b = prompt.removesuffix("=").split("+")
         return max(len(a), len(b)) + 1
 
+    def invariant(self, prompt):
+        a, b = prompt.removesuffix("=").split("+")
+        return f"{b}+{a}="  # addition commutes
+
 
 class ForwardAdd(ReverseAdd):
     name = "forward_add"
