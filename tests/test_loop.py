@@ -461,6 +461,9 @@ def test_round_line_by_hand():
                                     "audit 9:1.00 10:0.42 | frontier (1,3) (2,2) | 41 s")
     assert "| frontier none |" in round_line({**m, "frontier": None})
     assert "| frontier none |" in round_line({**two_axes, "frontier": []})
+    held = {**m, "audit": {}, "decision": "hold", "signal": "invariant"}
+    assert round_line(held).endswith("| audit - | frontier 9 | 41 s | hold (invariant)")
+    assert round_line({**m, "decision": "stop"}).endswith("| 41 s | stop")
 
 
 def test_schedule_decays_at_least_one_step():

@@ -52,7 +52,9 @@ def fake_run(root: Path, rounds: int = 5, axes: int = 1, frontier=lambda r: 3 + 
         folder = root / "rounds" / f"{r:04d}"
         folder.mkdir(parents=True)
         shares = [None] * 100 if r == 0 else [(i % 5 + 1) / 5 for i in range(100)]
-        pq.write_table(pa.table({"round": [r] * 100, "vote_share": pa.array(shares, pa.float64())}),
+        pq.write_table(pa.table({"round": [r] * 100, "vote_share": pa.array(shares, pa.float64()),
+                                 "kept": [i < n_kept for i in range(100)],
+                                 "label_correct": [None if i >= n_kept else i % 10 > 0 for i in range(100)]}),
                        folder / "candidates.parquet")
     (root / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     (root / "manifest.json").write_text(json.dumps({"status": "finished", "committed_rounds": list(range(rounds + 1)),

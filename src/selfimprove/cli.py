@@ -5,6 +5,7 @@
     selfimprove status [RUN]
     selfimprove report RUN [RUN ...] [--out DIR]
     selfimprove sweep [CONFIG] [--size K ...] [--samples N ...] [--agree SHARE ...] [--set key=value ...]
+    selfimprove judge RUN [RUN ...] [--rounds] [--json]
     selfimprove tasks
     selfimprove eval RUN [--round R] [--difficulty D ...] [--samples N] [--json] [--out FILE]
 """
@@ -114,7 +115,7 @@ def _execute(cfg, run: RunDir) -> None:
         run.set_status("failed")
         fail(f"the run stopped: {type(e).__name__}: {e}\nCommitted rounds are kept; continue with "
              f"`selfimprove resume {run.root}` once the cause is fixed.")
-    last = history[-1] if history else {}
+    last = next((m for m in reversed(history) if m.get("decision") == "commit"), {})
     console.print(f"run: {run.root}")
     console.print(f"rounds: {len(history)}")
     console.print(f"frontier: {last.get('frontier')}")
@@ -283,6 +284,48 @@ def report(
         word, reason = verdict(run)
         console.print(f"verdict {run.name}: {word} ({reason})", markup=False, soft_wrap=True)
     console.print(f"report: {result.page}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def judge(
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="runs whose guard to judge")],
+    rounds: Annotated[bool, typer.Option("--rounds", help="also list every round's decision")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON (rows and summaries) instead of tables")] = False,
+) -> None:
+    """Judge the guard against the audit: per run, its decisions, the misses (committed rounds whose label
+    precision is below 0.9), the false alarms (held or rolled-back rounds at 0.97 or above), and the
+    signals that triggered; precision is recomputed from candidates.parquet."""
+    from selfimprove.judge import FALSE_ALARM_AT, MISS_BELOW, judge_run, summary
+
+    try:
+        per_run = {r.name if [x.name for x in runs].count(r.name) == 1 else str(r): judge_run(r) for r in runs}
+    except RunError as e:
+        fail(str(e))
+    everything = [row for rows in per_run.values() for row in rows]
+    if as_json:
+        console.print_json(json.dumps({"rounds": everything, "runs": {k: summary(v) for k, v in per_run.items()},
+                                       "all": summary(everything)}))
+        return
+    if rounds:
+        table = Table("run", "round", "difficulties", "decision", "signal", "kept", "precision", "judgement")
+        for r in everything:
+            table.add_row(r["run"], str(r["round"]), " ".join(map(difficulty_key, r["difficulties"])), r["decision"],
+                          r["signal"] or "", str(r["n_kept"]), _fmt3(r["precision"]), r["judgement"])
+        console.print(table)
+    console.print(f"misses: committed rounds at label precision < {MISS_BELOW}; false alarms: held or rolled-back "
+                  f"rounds at >= {FALSE_ALARM_AT}", markup=False)
+    table = Table("run", "rounds", "commit", "hold", "rollback", "stop", "misses", "false alarms",
+                  "lowest committed precision", "triggers")
+    for name, rows in [*per_run.items(), *([("all", everything)] if len(per_run) > 1 else [])]:
+        s = summary(rows)
+        table.add_row(name, *(str(s[k]) for k in ("rounds", "commit", "hold", "rollback", "stop", "misses",
+                                                 "false_alarms")), _fmt3(s["lowest_committed_precision"]),
+                      ", ".join(f"{k} {v}" for k, v in sorted(s["triggers"].items())))
+    console.print(table)
+
+
+def _fmt3(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
 
 
 @app.command()

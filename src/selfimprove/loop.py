@@ -303,12 +303,15 @@ def _difficulty(d) -> str:
 
 
 def round_line(m: dict[str, Any]) -> str:
-    """`round 3 | difficulty (9,) | kept 5000/5000 | label_precision 0.998 | audit 9:1.00 10:0.42 | 41 s`"""
+    """`round 3 | difficulty (9,) | kept 5000/5000 | label_precision 0.998 | audit 9:1.00 10:0.42 | 41 s`, and
+    the guard's decision when it did not commit (`| rollback (drift)`); a held round has no audit (`-`)."""
     diffs = " ".join(map(_difficulty, m["difficulties"]))
     precision = "n/a" if m["label_precision"] is None else f"{m['label_precision']:.3f}"
     audit = " ".join(f"{k}:{v:.2f}" for k, v in m["audit"].items())
     f = m["frontier"]
     front = "none" if f is None or f == [] else f if isinstance(f, int) else " ".join(map(_difficulty, f))
+    decision = m.get("decision", "commit")
+    guard = "" if decision == "commit" else f" | {decision}" + (f" ({m['signal']})" if m.get("signal") else "")
     return (f"round {m['round']} | difficulty {diffs} | kept {m['n_kept']}/{m['n_generated']} | "
-            f"label_precision {precision} | audit {audit} | frontier {front} | "
-            f"{sum(m['seconds'].values()):.0f} s")
+            f"label_precision {precision} | audit {audit or '-'} | frontier {front} | "
+            f"{sum(m['seconds'].values()):.0f} s{guard}")

@@ -218,6 +218,8 @@ def frontier_label(runs: list[Run]) -> str:
 def verdict(run: Run) -> tuple[str, str]:
     """("improved" | "stalled" | "collapsed" | "pending", the reason in one sentence), from the numbers:
 
+    Only the rounds the guard committed count (held and rolled-back labels were never trained on).
+
     - pending: fewer than two committed rounds; nothing self-made was trained on yet.
     - collapsed: some round >= 1 kept labels with precision below 0.5 (the loop trained on mostly wrong
       labels: the error avalanche), or the last round's audit at a difficulty the loop trained on is
@@ -226,7 +228,7 @@ def verdict(run: Run) -> tuple[str, str]:
       counts as 0; two-axis tasks compare the largest i+j on the frontier).
     - stalled: otherwise.
     """
-    ms = sorted(run.metrics, key=lambda m: m["round"])
+    ms = sorted((m for m in run.metrics if m.get("decision", "commit") == "commit"), key=lambda m: m["round"])
     if len(ms) < 2:
         return "pending", "only round 0 is committed; the verdict needs a self-improvement round."
     for m in ms[1:]:
@@ -336,6 +338,7 @@ def fig_lines(run_list: list[Run], panels: list[tuple[str, Callable, dict]], tit
             x, y = series(run, get)
             if np.isfinite(y).any():
                 ax.plot(x, y, marker="o" if len(x) <= 30 else None, ms=3, label=run.name, **opts.get("line", {}))
+                mark_decisions(ax, run, get)
                 drawn += 1
         ax.set(ylabel=label, **opts.get("axes", {}))
         ax.grid(alpha=0.3)
@@ -349,6 +352,19 @@ def fig_lines(run_list: list[Run], panels: list[tuple[str, Callable, dict]], tit
     return fig
 
 
+DECISION_MARKERS = {"hold": ("v", "tab:orange"), "rollback": ("X", "tab:red"), "stop": ("s", "black")}
+
+
+def mark_decisions(ax, run: Run, get: Callable[[dict[str, Any]], Any], legend: bool = False) -> None:
+    """Mark the rounds the guard did not commit on a line of `get` (held, rolled back, stopped)."""
+    for decision, (marker, color) in DECISION_MARKERS.items():
+        points = [(m["round"], _num(get(m))) for m in run.metrics if m.get("decision") == decision]
+        points = [(x, y) for x, y in points if np.isfinite(y)]
+        if points:
+            ax.scatter(*zip(*points), marker=marker, color=color, s=40, zorder=3,
+                       label=f"guard: {decision}" if legend else None)
+
+
 def fig_labels(run: Run, ax) -> None:
     lines = [(label, *series(run, get)) for label, get in (
         ("label precision", lambda m: m.get("label_precision")), ("label recall", lambda m: m.get("label_recall")),
@@ -358,6 +374,7 @@ def fig_labels(run: Run, ax) -> None:
         raise NothingToPlot("metrics.jsonl has no label precision, recall or kept share")
     for label, x, y in lines:
         ax.plot(x, y, marker="o" if len(x) <= 30 else None, ms=3, label=label)
+    mark_decisions(ax, run, lambda m: m.get("label_precision"), legend=True)
     ax.set(xlabel="round", ylabel="share", ylim=(-0.03, 1.03), title="Labels: precision, recall, kept share")
     ax.axhline(MIN_PRECISION, color="grey", ls=":", lw=1)
     _integers(ax.xaxis)
@@ -426,8 +443,8 @@ def metrics_table(run: Run) -> str:
         cells = [_fmt(m.get("round")), _fmt(" ".join(difficulty_key(d) for d in difficulties(m)))]
         cells.append(f"{_fmt(m.get('n_kept'))} / {_fmt(m.get('n_generated'))}")
         cells += [_fmt(m.get(k)) for k in ("label_precision", "label_recall", "frontier", "train_loss", "train_steps")]
-        cells += [_fmt(m.get("committee", 1)), f"{sum(secs.values()):.0f}",
-                  _fmt(m.get("decision"))]
+        signal = f" ({m['signal']})" if m.get("signal") else ""
+        cells += [_fmt(m.get("committee", 1)), f"{sum(secs.values()):.0f}", _fmt(m.get("decision")) + html.escape(signal)]
         audit_cell = " ".join(f"{difficulty_key(d)}:{a:.2f}" for d, a in sorted(audit(m).items()))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells)
                     + (f'<td class="l">{audit_cell}</td>' if one_axis else "") + "</tr>")
@@ -489,10 +506,25 @@ def _single_run_page(run: Run, figs: _Figures) -> tuple[list[str], list[str]]:
     figs.add("seconds", "seconds per phase per round", figs.single(lambda ax, f: fig_seconds(run, ax)))
     word, reason = verdict(run)
     head = [f"<p>{html.escape(str(run.root))} · status <b>{html.escape(run.status)}</b> · "
-            f"{len(run.metrics)} committed round(s)</p>",
-            f'<p class="verdict {word}"><b>{word}</b>: {html.escape(reason)}</p>']
+            f"{len(run.metrics)} recorded round(s)</p>",
+            f'<p class="verdict {word}"><b>{word}</b>: {html.escape(reason)}</p>', guard_line(run, figs.warn)]
     return head, ["<h2>Metrics per round</h2>", metrics_table(run),
                   "<h2>Config</h2>", f"<pre>{html.escape(run.config)}</pre>"]
+
+
+def guard_line(run: Run, warnings: list[str]) -> str:
+    """The guard judged against the audit (selfimprove judge), in one line."""
+    from selfimprove.judge import FALSE_ALARM_AT, MISS_BELOW, judge_rounds, summary
+
+    unreadable: list[int] = []
+    s = summary(judge_rounds(RunDir(run.root), run.metrics, unreadable))
+    if unreadable:
+        warnings.append(f"candidates.parquet (columns kept, label_correct) missing or unreadable for round(s) "
+                        f"{', '.join(map(str, unreadable))}; the guard's judgement leaves them out")
+    triggers = ", ".join(f"{k} {v}" for k, v in sorted(s["triggers"].items())) or "none"
+    return (f"<p>guard: {s['commit']} committed, {s['hold']} held, {s['rollback']} rolled back, {s['stop']} stopped; "
+            f"<b>{s['misses']}</b> miss(es) (committed at label precision &lt; {MISS_BELOW}), <b>{s['false_alarms']}"
+            f"</b> false alarm(s) (held or rolled back at &ge; {FALSE_ALARM_AT}); triggers: {html.escape(triggers)}</p>")
 
 
 def _compare_page(run_list: list[Run], figs: _Figures) -> tuple[list[str], list[str]]:
@@ -511,7 +543,8 @@ def _compare_page(run_list: list[Run], figs: _Figures) -> tuple[list[str], list[
             f"<th>verdict</th></tr>{''.join(rows)}</table>"]
     tail = []
     for run in run_list:
-        tail += [f"<h2>{html.escape(run.name)}</h2><p>{html.escape(str(run.root))}</p>", metrics_table(run),
+        tail += [f"<h2>{html.escape(run.name)}</h2><p>{html.escape(str(run.root))}</p>", guard_line(run, figs.warn),
+                 metrics_table(run),
                  f"<details><summary>config</summary><pre>{html.escape(run.config)}</pre></details>"]
     return head, tail
 
