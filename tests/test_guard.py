@@ -12,9 +12,9 @@ import pytest
 from test_loop import KILL_DURING_LEARN, PLAIN, cli, start, without_seconds
 
 from selfimprove import guard
-from selfimprove.config import load_config
+from selfimprove.config import ConfigError, load_config
 from selfimprove.corpus import Corpus, Level
-from selfimprove.filters import filter_outputs
+from selfimprove.filters import filter_names, filter_outputs
 from selfimprove.loop import run_loop
 from selfimprove.planner import Plan, plan
 from selfimprove.rundir import RunDir
@@ -231,3 +231,39 @@ def test_the_anchor_share_of_steps_comes_from_the_seed_data(mode):
     assert self_labelled.count(3) == (38 if mode == "accumulate" else 75)  # half of the rest, or all of it
     assert rounds(0.0).count(0) == 0 and set(rounds(0.0)) == ({1, 2, 3} if mode == "accumulate" else {3})
     assert 0 in rounds(None) or mode == "replace"  # unset: seed levels are among the earlier ones
+
+
+class Twins:
+    """A committee of one that adds right (reverse notation), except on the prompts in `wrong`."""
+
+    size = 1
+
+    def __init__(self, wrong):
+        self.wrong, self.asked = set(wrong), []
+
+    def generate(self, prompts, advance=None, sampling=None):
+        self.asked += prompts
+        out = []
+        for p in prompts:
+            a, b = p.removesuffix("=").split("+")
+            right = str(int(a[::-1]) + int(b[::-1])).zfill(max(len(a), len(b)) + 1)[::-1]
+            out.append(["0" * len(right) if p in self.wrong else right])
+        return out, [[True] for _ in prompts], [[0.99] for _ in prompts]
+
+
+def test_the_invariant_filter_drops_labels_the_committee_answers_otherwise_for_b_plus_a():
+    add = get_task("reverse_add")
+    cfg = load_config("quick", ["task.name=reverse_add", "loop.filters=['length', 'invariant']"])
+    prompts = ["12+34=", "56+78=", "9+1="]
+    committee = Twins(wrong={"78+56="})
+    outputs, finished, confidence = committee.generate(prompts)
+    outputs[2] = ["0"]  # too short: dropped by the length filter, so its twin is never asked
+    v = filter_outputs(cfg, add, prompts, outputs, finished, confidence, committee=committee)
+    assert v.kept == [True, False, False]
+    assert v.drop_reason == [None, "invariant: answered otherwise", "length: too short"]
+    assert committee.asked[3:] == ["34+12=", "78+56="]
+    with pytest.raises(ConfigError, match="declares no invariant"):
+        load_config("quick", ["loop.filters=['invariant']"])  # copy has none
+    strict = load_config("quick", ["task.name=reverse_add", "loop.filters=['none']"])
+    assert filter_names(strict, add, strict=True) == ["confidence", "invariant"]
+    assert filter_names(strict, get_task("copy"), strict=True) == ["confidence"]

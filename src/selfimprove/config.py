@@ -159,9 +159,10 @@ class LoopConfig(_Strict):
     target: int | None = Field(None, ge=1, description="stop once a round has trained on this difficulty")
     seed_problems: int = Field(20_000, ge=1, description="seed examples (with truth) per base difficulty")
     problems: int = Field(10_000, ge=1, description="new self-labelled problems per difficulty per round")
-    filters: list[Literal["majority", "length", "verify", "confidence", "none"]] = Field(
+    filters: list[Literal["majority", "length", "verify", "confidence", "invariant", "none"]] = Field(
         ["majority", "length"], description="truth-free filters applied in order: majority (committee "
-        "vote, see committee.agree), length, verify (the task's verifier), confidence, none")
+        "vote, see committee.agree), length, verify (the task's verifier), confidence, invariant (the committee "
+        "must give the label again to the task's invariant prompt, b+a for a+b; one more labelling pass), none")
     min_confidence: float = Field(0.0, ge=0, le=1, description="the confidence filter keeps labels whose "
                                   "least likely token had at least this probability")
     data: Literal["accumulate", "replace"] = Field(
@@ -276,6 +277,9 @@ class Config(_Strict):
         if "verify" in self.loop.filters and type(task).verify is Task.verify:
             raise ValueError(f"loop.filters has 'verify' but task {self.task.name!r} has no verifier; "
                              f"remove it (tasks with a verifier: the maze tasks)")
+        if "invariant" in self.loop.filters and not task.has_invariant():
+            raise ValueError(f"loop.filters has 'invariant' but task {self.task.name!r} declares no invariant; "
+                             f"remove it (tasks with one: reverse_add, forward_add)")
         try:
             base = task.base_difficulties(self.task.base)
         except ValueError as e:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from selfimprove.tasks import Task
 
@@ -84,6 +84,7 @@ FILTERS: dict[str, Callable[[Task, Candidate, Thresholds], str | None]] = {
     "length": _length,
     "verify": _verify,
     "confidence": _confidence,
+    "invariant": lambda task, c, t: None,  # needs the committee: `check_invariant`, after the others
     "none": lambda task, c, t: None,
 }
 
@@ -111,13 +112,37 @@ def apply_filters(names: list[str], task: Task, prompts: list[str], outputs: lis
     return v
 
 
-def filter_outputs(cfg: Config, task: Task, prompts: list[str], outputs: list[list[str]],
-                   finished: list[list[bool]], confidence: list[list[float]], strict: bool = False) -> Verdicts:
-    """`apply_filters` with the run's filters and thresholds (loop.filters, committee.agree,
-    loop.min_confidence); `strict` adds the confidence filter at no less than loop.strict_confidence (the
-    controller's retry after a round the guard held or rolled back)."""
-    names, least = cfg.loop.filters, cfg.loop.min_confidence
+def filter_names(cfg: Config, task: Task, strict: bool = False) -> list[str]:
+    """The run's filters; `strict` (the controller's retry after a round the guard held or rolled back) adds
+    the confidence filter and, where the task declares one, the invariant filter."""
+    names = list(cfg.loop.filters)
     if strict:
-        names = [f for f in names if f != "none"] + ["confidence"] * ("confidence" not in names)
+        extra = ["confidence"] + ["invariant"] * task.has_invariant()
+        names = [f for f in names if f != "none"] + [f for f in extra if f not in names]
+    return names
+
+
+def filter_outputs(cfg: Config, task: Task, prompts: list[str], outputs: list[list[str]],
+                   finished: list[list[bool]], confidence: list[list[float]], strict: bool = False,
+                   committee: Any = None) -> Verdicts:
+    """`apply_filters` with the run's filters and thresholds (loop.filters, committee.agree,
+    loop.min_confidence); `strict` as `filter_names`, with the confidence filter at no less than
+    loop.strict_confidence. The invariant filter asks `committee` (without it, it keeps every label)."""
+    names, least = filter_names(cfg, task, strict), cfg.loop.min_confidence
+    if strict:
         least = max(least, cfg.loop.strict_confidence)
-    return apply_filters(names, task, prompts, outputs, finished, confidence, cfg.committee.agree, least)
+    v = apply_filters(names, task, prompts, outputs, finished, confidence, cfg.committee.agree, least)
+    if "invariant" in names and committee is not None:
+        check_invariant(task, committee, prompts, v)
+    return v
+
+
+def check_invariant(task: Task, committee: Any, prompts: list[str], v: Verdicts) -> None:
+    """The invariant filter: the committee's greedy vote on the task's invariant prompt of every kept label
+    (b+a for a+b) must be the label; otherwise the label is dropped. Truth-free: both are its own answers."""
+    idx = [i for i, k in enumerate(v.kept) if k]
+    outputs, finished, confidence = committee.generate([task.invariant(prompts[i]) for i in idx])
+    for i, o, f, c in zip(idx, outputs, finished, confidence):
+        twin = vote(prompts[i], o, f, c)
+        if not (twin.finished and twin.label == v.labels[i]):
+            v.kept[i], v.drop_reason[i] = False, "invariant: answered otherwise"

@@ -189,7 +189,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     if r == 0:
         labels, answers, kept, reasons, shares = truths, truths, [True] * n, [None] * n, [None] * n
     else:
-        v = filter_outputs(cfg, task, prompts, outputs, finished, confidence, chosen.strict)
+        v = filter_outputs(cfg, task, prompts, outputs, finished, confidence, chosen.strict, committee)
         labels, answers, kept, reasons, shares = v.labels, v.labels, v.kept, v.drop_reason, v.vote_share
     corrupted = [False] * n
     if r == cfg.noise.round:

@@ -47,7 +47,7 @@ def self_consistency(committee: Any, task: Task, cfg: Config, difficulties: list
     for d in difficulties:
         prompts = task.sample(d, range(cfg.loop.probe_problems), stream_seed(cfg.seed, "probe", r)).prompts
         answers = committee.generate(prompts, sampling=sampling)
-        v = filter_outputs(cfg, task, prompts, *answers)
+        v = filter_outputs(cfg, task, prompts, *answers, committee=committee)
         shares.append(float(np.mean([k and s == 1.0 for k, s in zip(v.kept, v.vote_share)])))
     return min(shares)
 

@@ -124,6 +124,9 @@ class Task:
         to the two differ is wrong on at least one."""
         return None
 
+    def has_invariant(self) -> bool:
+        return type(self).invariant is not Task.invariant
+
     def answer_length(self, prompt: str) -> int | None:
         """Length of a correct answer, computed from the prompt alone (for the `length` filter);
         None when the task cannot tell."""
