@@ -69,7 +69,8 @@ def test_the_planners_probes_are_not_audit_problems():
             return [[p[:-1]] * 2 for p in prompts], [[True] * 2 for _ in prompts], [[1.0] * 2 for _ in prompts]
 
     cfg = load_config("quick", ["task.name=copy", "loop.planner=accelerated", "committee.size=2", "loop.max_jump=3",
-                                "loop.probe_problems=300", "audit.problems=300", "audit.below=0", "audit.above=2", "audit.base=0"])
+                                "loop.probe_problems=300", "audit.problems=300", "audit.below=0", "audit.above=2",
+                                "audit.base=0"])
     recorder = Recorder()
     chosen = plan(copy, cfg, recorder, [(7,)], r=1).difficulties
     assert chosen == [(8,), (9,), (10,)] and len(recorder.prompts) == 600  # probed lengths 9 and 10

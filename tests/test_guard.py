@@ -4,17 +4,19 @@ rollback and resume, and the controller's retry."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import fakes
 import numpy as np
 import pytest
 from test_loop import KILL_DURING_LEARN, PLAIN, cli, start, without_seconds
+from typer.testing import CliRunner
 
 from selfimprove import guard
+from selfimprove.cli import app
 from selfimprove.config import ConfigError, load_config
 from selfimprove.corpus import Corpus, Level
 from selfimprove.filters import filter_names, filter_outputs
+from selfimprove.judge import judge_run, summary
 from selfimprove.loop import run_loop
 from selfimprove.planner import Plan, plan
 from selfimprove.rundir import RunDir
@@ -94,6 +96,38 @@ def test_a_round_with_labels_no_member_gave_is_held_and_never_trained_on(fake_ov
     entry = run.manifest()["rounds"]["0001"]
     assert entry["decision"] == "hold" and entry["checkpoint"] == {}
     assert not list(run.checkpoint_dir(1).iterdir())  # a held round has no weights of its own
+    # judged against truth afterwards: precision recomputed from candidates.parquet
+    rows = judge_run(run.root)
+    kept = [x for x, k in zip(c["label_correct"], c["kept"]) if k]
+    assert [(r["round"], r["decision"], r["signal"]) for r in rows] == [(1, "hold", "support"), (2, "commit", None)]
+    assert rows[0]["precision"] == sum(kept) / len(kept) < 0.97 and rows[0]["judgement"] == ""
+    out = CliRunner().invoke(app, ["judge", str(run.root), "--json"])
+    assert out.exit_code == 0 and json.loads(out.output)["all"] == summary(rows)
+    assert summary(rows)["hold"] == 1 and summary(rows)["triggers"] == {"support": 1}
+
+
+def test_judge_counts_misses_and_false_alarms(fake_overrides, tmp_path):
+    cfg, run = start([*fake_overrides, "loop.rounds=3", "guard.mode=off"])
+    history = run_loop(cfg, run, make_learner=fakes.fake_learner)
+    assert [m["decision"] for m in history] == ["commit"] * 4
+    precision = [judge_run(run.root)[i]["precision"] for i in range(3)]
+    metrics = run.root / "metrics.jsonl"  # pretend the guard had rolled back rounds 1 and 3
+    lines = [json.loads(x) for x in metrics.read_text().splitlines()]
+    lines[1].update(decision="rollback", signal="drift")
+    lines[3].update(decision="hold", signal="invariant")
+    metrics.write_text("".join(json.dumps(m) + "\n" for m in lines))
+    rows = judge_run(run.root)
+    expect = lambda p, failed: ("false alarm" if failed and p >= 0.97 else  # noqa: E731
+                                "miss" if not failed and p < 0.9 else "")
+    assert [r["judgement"] for r in rows] == [expect(precision[0], True), expect(precision[1], False),
+                                              expect(precision[2], True)]
+    assert {r["judgement"] for r in rows} >= {"false alarm", "miss"}  # the fakes give both kinds
+    s = summary(rows)
+    assert (s["rollback"], s["hold"], s["commit"]) == (1, 1, 1) and s["triggers"] == {"drift": 1, "invariant": 1}
+    assert s["lowest_committed_precision"] == precision[1]
+    (run.round_dir(2) / "candidates.parquet").write_bytes(b"not parquet")
+    out = CliRunner().invoke(app, ["judge", str(run.root)])
+    assert out.exit_code == 2 and "candidates.parquet cannot be read" in out.output
 
 
 def test_failed_attempts_are_bounded_and_the_verdict_names_difficulty_and_reason(fake_overrides):

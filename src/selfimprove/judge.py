@@ -52,8 +52,8 @@ def judge_rounds(run: RunDir, metrics: list[dict[str, Any]], unreadable: list[in
         failed = decision in ("hold", "rollback") or decision == "stop" and m.get("signal") is not None
         judgement = ("miss" if decision == "commit" and precision is not None and precision < MISS_BELOW else
                      "false alarm" if failed and precision is not None and precision >= FALSE_ALARM_AT else "")
-        rows.append({"run": run.root.name, "round": m["round"], "difficulties": m.get("difficulties", []), "decision": decision,
-                     "signal": m.get("signal"), "n_kept": len(right), "precision": precision,
+        rows.append({"run": run.root.name, "round": m["round"], "difficulties": m.get("difficulties", []),
+                     "decision": decision, "signal": m.get("signal"), "n_kept": len(right), "precision": precision,
                      "judgement": judgement, "frontier": m.get("frontier")})
     return rows
 

@@ -444,7 +444,8 @@ def metrics_table(run: Run) -> str:
         cells.append(f"{_fmt(m.get('n_kept'))} / {_fmt(m.get('n_generated'))}")
         cells += [_fmt(m.get(k)) for k in ("label_precision", "label_recall", "frontier", "train_loss", "train_steps")]
         signal = f" ({m['signal']})" if m.get("signal") else ""
-        cells += [_fmt(m.get("committee", 1)), f"{sum(secs.values()):.0f}", _fmt(m.get("decision")) + html.escape(signal)]
+        cells += [_fmt(m.get("committee", 1)), f"{sum(secs.values()):.0f}",
+                  _fmt(m.get("decision")) + html.escape(signal)]
         audit_cell = " ".join(f"{difficulty_key(d)}:{a:.2f}" for d, a in sorted(audit(m).items()))
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells)
                     + (f'<td class="l">{audit_cell}</td>' if one_axis else "") + "</tr>")
@@ -522,9 +523,10 @@ def guard_line(run: Run, warnings: list[str]) -> str:
         warnings.append(f"candidates.parquet (columns kept, label_correct) missing or unreadable for round(s) "
                         f"{', '.join(map(str, unreadable))}; the guard's judgement leaves them out")
     triggers = ", ".join(f"{k} {v}" for k, v in sorted(s["triggers"].items())) or "none"
-    return (f"<p>guard: {s['commit']} committed, {s['hold']} held, {s['rollback']} rolled back, {s['stop']} stopped; "
-            f"<b>{s['misses']}</b> miss(es) (committed at label precision &lt; {MISS_BELOW}), <b>{s['false_alarms']}"
-            f"</b> false alarm(s) (held or rolled back at &ge; {FALSE_ALARM_AT}); triggers: {html.escape(triggers)}</p>")
+    return (f"<p>guard: {s['commit']} committed, {s['hold']} held, {s['rollback']} rolled back, {s['stop']} "
+            f"stopped; <b>{s['misses']}</b> miss(es) (committed at label precision &lt; {MISS_BELOW}), "
+            f"<b>{s['false_alarms']}</b> false alarm(s) (held or rolled back at &ge; {FALSE_ALARM_AT}); "
+            f"triggers: {html.escape(triggers)}</p>")
 
 
 def _compare_page(run_list: list[Run], figs: _Figures) -> tuple[list[str], list[str]]:
