@@ -216,9 +216,10 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     steps, losses, accuracy, member_accuracy, audit_table = 0, [], {}, [], None
     solved = next((m["frontier"] for m in reversed(history) if trains(m)), None)
     if decision == "commit":
-        enter("learn")
         probes = drift_probes(task, trained, cfg.guard.drift_levels, cfg.guard.probe_problems, cfg.seed) if r else []
-        before = answers_of(committee, probes) if probes else []
+        if probes:  # the answers training may change, before it
+            before = answers_of(committee, probes)
+        enter("learn")
         committee.add(r, diffs, prompts, kept_labels)
         steps, warmup, decay, peak = schedule(cfg.train, r)
         with ui.phase("train", steps * committee.size) as advance:
