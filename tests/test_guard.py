@@ -20,8 +20,8 @@ from selfimprove.judge import judge_run, summary
 from selfimprove.loop import run_loop
 from selfimprove.planner import Plan, plan
 from selfimprove.rundir import RunDir
-from selfimprove.signals import drift, invariant, label_signals
-from selfimprove.tasks import TASKS, Batch, get_task, register
+from selfimprove.signals import answers, drift, drift_probes, invariant, label_signals, self_invariant
+from selfimprove.tasks import TASKS, Batch, get_task, register, stream_seed
 from selfimprove.tasks.strings import Copy
 
 
@@ -212,6 +212,32 @@ def test_the_invariant_signal_asks_b_plus_a_and_compares_with_the_label():
                       n=10, seed=0)
     assert share == 0.5 and sorted(Echo.asked) == ["21+43=", "99+11="]  # dropped labels are not checked
     assert invariant(Echo(), get_task("copy"), ["ab="], ["ab"], [True], n=10, seed=0) is None
+
+
+def test_drift_probes_are_fixed_problems_at_the_hardest_trained_difficulties():
+    copy = get_task("copy")
+    probes = drift_probes(copy, [(1,), (2,), (3,), (2,), (5,)], levels=2, n=4, seed=7)
+    assert probes == [*copy.sample((3,), range(4), stream_seed(7, "drift")).prompts,
+                      *copy.sample((5,), range(4), stream_seed(7, "drift")).prompts]
+    assert probes[4:] == drift_probes(copy, [(5,)], levels=2, n=4, seed=7)  # the same whenever probed
+
+
+def test_the_committees_answers_and_its_self_invariant():
+    add = get_task("reverse_add")
+    committee = Twins(wrong={"34+12="})
+    assert answers(committee, ["12+34=", "34+12="]) == ["460", "000"]  # 21 + 43 = 64, reversed and padded
+
+    class Unfinished(Twins):
+        def generate(self, prompts, advance=None, sampling=None):
+            out, finished, confidence = super().generate(prompts)
+            return out, [[False] for _ in prompts], confidence
+
+    assert answers(Unfinished(()), ["12+34="]) == ["460\0"]  # an answer without EOS never equals a label
+    assert self_invariant(Twins(()), add, [(2,), (3,)], n=5, seed=0) == 1.0
+    sampled = add.sample((2,), range(5), 0).prompts
+    half = Twins({add.invariant(p) for p in sampled[:2]})
+    assert self_invariant(half, add, [(2,)], n=5, seed=0) == 0.6
+    assert self_invariant(half, get_task("copy"), [(2,)], n=5, seed=0) is None
 
 
 def test_guard_thresholds_by_hand():
