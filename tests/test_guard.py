@@ -9,6 +9,7 @@ import fakes
 import numpy as np
 import pytest
 from test_loop import KILL_DURING_LEARN, PLAIN, cli, start, without_seconds
+from test_planner import Solver
 from typer.testing import CliRunner
 
 from selfimprove import guard
@@ -268,6 +269,12 @@ def test_the_controller_backs_off_and_retries_with_more_problems_and_strict_filt
     failed = {"round": 3, "difficulties": [[8], [9]], "n_kept": 10, "n_generated": 100, "decision": "rollback"}
     assert plan(copy, cfg, None, [(7,)], 4, [failed]) == Plan([(8,)], 200, strict=True)
     assert plan(copy, cfg, None, [(7,)], 5, [failed, {**failed, "decision": "hold"}]) == Plan([(8,)], 300, True)
+    committed = {**failed, "decision": "commit", "n_kept": 100}
+    sure = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"probe_problems": 20,
+                                                                        "filters": ["length"]})})
+    assert plan(copy, sure, Solver(limit=10), [(7,)], 4, [committed]) == Plan(  # several steps: strict
+        [(8,), (9,), (10,)], 100, True, {"9": 1.0, "10": 1.0, "11": 0.0})
+    assert plan(copy, sure, Solver(limit=8), [(7,)], 4, [committed]) == Plan([(8,)], 100, False, {"9": 0.0})
     v = filter_outputs(cfg, copy, ["ab=", "cd="], [["ab"], ["cd"]], [[True], [True]], [[0.96], [0.9]], strict=True)
     assert v.kept == [True, False] and v.drop_reason[1] == "confidence: below threshold"
     assert filter_outputs(cfg, copy, ["cd="], [["cd"]], [[True]], [[0.9]]).kept == [True]

@@ -66,9 +66,10 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
          history: list[dict[str, Any]] | None = None) -> Plan:
     """The next round: one step harder than what was trained, or the previous round's difficulties again
     if it kept less than `advance_at` of its problems; the accelerated planner and the controller also take
-    each further step on which the committee is already self-consistent >= tau. After a round the guard
-    held or rolled back, the controller backs off to one step and retries it with more problems and
-    strict filters (the fixed and accelerated planners retry the same way, with the same settings)."""
+    each further step on which the committee is already self-consistent >= tau (the controller with strict
+    filters when it takes more than one). After a round the guard held or rolled back, the controller
+    backs off to one step and retries it with more problems and strict filters (the fixed and
+    accelerated planners retry the same step with the same settings)."""
     loop, history = cfg.loop, history or []
     previous = history[-1] if history else None
     if loop.planner == "controller" and (failed := failed_attempts(history)):
@@ -88,4 +89,5 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
             if consistency < loop.tau:
                 break
             chosen += following
-    return Plan(chosen, loop.problems, probes=probes)
+    # the controller labels further steps, extrapolations the committee was never trained near, strictly
+    return Plan(chosen, loop.problems, strict=loop.planner == "controller" and len(chosen) > 1, probes=probes)
