@@ -35,7 +35,8 @@ def main(roots: list[Path]) -> None:
     names = sorted({k for _, s in rows for k, v in s.items() if isinstance(v, (int, float))})
     n_bad = sum(p < MISS_BELOW for p, _ in rows)
     print(f"{len(rows)} self-rounds with kept labels, {n_bad} of them at label precision < {MISS_BELOW}\n")
-    print(f"| signal | rounds | AUC (precision < {MISS_BELOW}) | mean when < {MISS_BELOW} | mean when >= {MISS_BELOW} |")
+    t = MISS_BELOW
+    print(f"| signal | rounds | AUC (precision < {t}) | mean when < {t} | mean when >= {t} |")
     print("|---|---|---|---|---|")
     for name in names:
         pairs = [(p, s[name]) for p, s in rows if s.get(name) is not None]
