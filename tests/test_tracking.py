@@ -10,7 +10,8 @@ from selfimprove.tracking import log_round, scalars
 
 METRICS = {"round": 3, "difficulties": [[8]], "n_generated": 100, "n_kept": 80, "drop_reasons": {"length": 20},
            "label_precision": 0.95, "label_recall": None, "audit": {"7": 1.0, "8": 0.5}, "frontier": 7,
-           "train_steps": 10, "train_loss": 0.25, "seconds": {"act": 1.5, "learn": 3.0}, "decision": "commit"}
+           "train_steps": 10, "train_loss": 0.25, "seconds": {"act": 1.5, "learn": 3.0}, "decision": "commit",
+           "signals": {"drift": 0.02, "invariant": None}}
 
 
 def read_scalars(folder: Path) -> dict[tuple[str, int], float]:
@@ -33,6 +34,7 @@ def test_scalars_leave_out_what_is_missing():
     s = scalars(METRICS)
     assert s["labels/kept_share"] == 0.8 and s["audit/8"] == 0.5 and s["frontier"] == 7
     assert "labels/recall" not in s and "committee" not in s
+    assert s["signals/drift"] == 0.02 and "signals/invariant" not in s  # the guard's signals, where measured
     assert scalars({"round": 1, "frontier": [[3, 4], [5, 1]], "audit": {"3,4": 1.0}}) == {
         "frontier": 7.0, "audit/3x4": 1.0}
 

@@ -32,7 +32,7 @@ def scalars(metrics: dict[str, Any]) -> dict[str, float]:
         "labels/kept_share": kept_share(metrics),
         "frontier": frontier_value(metrics),  # two-axis tasks: the largest i+j on the boundary
     }
-    for group in ("audit", "seconds", "drop_reasons"):
+    for group in ("audit", "seconds", "drop_reasons", "signals"):
         for k, v in (metrics.get(group) or {}).items():
             out[f"{group}/{str(k).replace(',', 'x')}"] = v
     return {k: float(v) for k, v in out.items()
