@@ -20,7 +20,7 @@ from selfimprove.filters import filter_names, filter_outputs
 from selfimprove.judge import judge_run, summary
 from selfimprove.loop import run_loop
 from selfimprove.planner import Plan, plan
-from selfimprove.rundir import RunDir
+from selfimprove.rundir import RunDir, RunError
 from selfimprove.signals import answers, drift, drift_probes, invariant, label_signals, self_invariant
 from selfimprove.tasks import TASKS, Batch, get_task, register, stream_seed
 from selfimprove.tasks.strings import Copy
@@ -60,11 +60,12 @@ def training_data(run):
 
 
 @pytest.mark.learns
-@pytest.mark.parametrize("mode", ["signals", "oracle"])
+@pytest.mark.parametrize("mode", ["signals", "controller", "oracle"])
 def test_the_guard_decides_alike_when_every_hidden_truth_is_garbage(tiny_overrides, mode):
     if GarbageCopy.name not in TASKS:
         register(GarbageCopy())
-    sets = [*guarded(tiny_overrides), "noise.round=1", "noise.share=0.3", f"guard.mode={mode}"]
+    sets = [*guarded(tiny_overrides), "noise.round=1", "noise.share=0.3",
+            *(["loop.planner=controller"] if mode == "controller" else [f"guard.mode={mode}"])]
     cfg, real = start([*sets, "name=real"])
     real_history = run_loop(cfg, real)
     cfg, garbage = start([*sets, "name=garbage", f"task.name={GarbageCopy.name}"])
@@ -74,7 +75,8 @@ def test_the_guard_decides_alike_when_every_hidden_truth_is_garbage(tiny_overrid
         assert decisions(real_history) != decisions(garbage_history)
         return
     # the run holds the noisy round, rolls back a round and stops: every decision is exercised
-    assert [m["decision"] for m in real_history] == ["commit", "hold", "rollback", "stop"]
+    assert [m["decision"] for m in real_history][:3] == ["commit", "hold", "rollback"]
+    assert real_history[-1]["decision"] == "stop"
     assert decisions(real_history) == decisions(garbage_history)
     assert training_data(real) == training_data(garbage)
 
@@ -131,6 +133,21 @@ def test_judge_counts_misses_and_false_alarms(fake_overrides, tmp_path):
     assert out.exit_code == 2 and "candidates.parquet cannot be read" in out.output
 
 
+def test_eval_and_sweep_read_a_run_whose_last_round_was_held(fake_overrides):
+    from selfimprove.evaluate import resolve
+    from selfimprove.sweep import summarize
+
+    cfg, run = start([*fake_overrides, "loop.rounds=1", "noise.round=1", "noise.share=0.3"])
+    history = run_loop(cfg, run, make_learner=fakes.fake_learner)
+    assert [m["decision"] for m in history] == ["commit", "hold"] and run.trained_rounds() == [0]
+    spec = resolve(run.root)
+    assert spec.round == 0 and spec.difficulties == get_task("copy").audit_difficulties([(4,)], 3, 2)
+    with pytest.raises(RunError, match="round 1 .* is not a committed round with weights of its own"):
+        resolve(run.root, round_=1)
+    row = summarize(cfg, history)
+    assert row["rounds"] == 0 and row["frontier"] == history[0]["frontier"] and row["train_s_per_round"] is None
+
+
 def test_failed_attempts_are_bounded_and_the_verdict_names_difficulty_and_reason(fake_overrides):
     # at length 8 the fakes answer alike and wrongly with low confidence: the filters keep nothing
     cfg, run = start([*fake_overrides, "loop.rounds=9", "loop.filters=['majority', 'length', 'confidence']",
@@ -155,8 +172,11 @@ def test_rollback_restores_the_last_committed_round_exactly(tiny_overrides):
     run_loop(cfg, part)
     resumed = run_loop(cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"rounds": 4})}), part)
     assert without_seconds(resumed) == without_seconds(whole)
-    # a rolled-back round keeps its candidates and audit for analysis, never weights
+    # a rolled-back round keeps its candidates and audit for analysis, never weights; its metrics show the
+    # run's models (round 1's frontier), the discarded model's audit apart
     assert (run.round_dir(2) / "audit.parquet").is_file() and not list(run.checkpoint_dir(2).iterdir())
+    assert whole[2]["audit"] == {} and whole[2]["frontier"] == whole[1]["frontier"]
+    assert set(whole[2]["rejected_audit"]) == set("234567")  # the window around 5 letters it was trained on
 
 
 KILL_AFTER_ROLLBACK = KILL_DURING_LEARN.replace("calls == 2", "calls == 4")  # round 3: after round 2's rollback
@@ -221,6 +241,9 @@ def test_drift_probes_are_fixed_problems_at_the_hardest_trained_difficulties():
     assert probes == [*copy.sample((3,), range(4), stream_seed(7, "drift")).prompts,
                       *copy.sample((5,), range(4), stream_seed(7, "drift")).prompts]
     assert probes[4:] == drift_probes(copy, [(5,)], levels=2, n=4, seed=7)  # the same whenever probed
+    multiply = get_task("multiply")  # hardest by the sum of the axes: both sides of the schedule
+    probes = drift_probes(multiply, [(1, 6), (6, 1), (2, 6), (6, 2), (5, 1)], levels=2, n=1, seed=7)
+    assert {tuple(map(len, p.removesuffix("=").split("*"))) for p in probes} == {(2, 6), (6, 2)}
 
 
 def test_the_committees_answers_and_its_self_invariant():
@@ -334,3 +357,23 @@ def test_the_invariant_filter_drops_labels_the_committee_answers_otherwise_for_b
     strict = load_config("quick", ["task.name=reverse_add", "loop.filters=['none']"])
     assert filter_names(strict, add, strict=True) == ["confidence", "invariant"]
     assert filter_names(strict, get_task("copy"), strict=True) == ["confidence"]
+
+
+@pytest.mark.learns
+def test_a_run_begun_before_the_guard_existed_resumes_without_it(tiny_overrides, tmp_path):
+    import tomllib
+
+    import tomli_w
+
+    sets = [x for o in tiny_overrides if o != "guard.mode=off" and not o.startswith("name=")
+            for x in ("--set", o)]
+    assert cli(PLAIN, "run", *sets, "--set", "loop.rounds=0", "--set", "name=old").returncode == 0
+    path = tmp_path / "runs" / "old" / "config.toml"
+    data = tomllib.loads(path.read_text())
+    del data["guard"], data["audit"]["base"]  # as written before the guard existed
+    data["loop"]["rounds"] = 1
+    path.write_text(tomli_w.dumps(data))
+    assert cli(PLAIN, "resume", str(path.parent)).returncode == 0
+    last = RunDir.open(path.parent).metrics()[-1]
+    # the default guard would roll this round back (drift > 0.1); the old run goes on without it
+    assert last["decision"] == "commit" and last["signals"]["drift"] > 0.1

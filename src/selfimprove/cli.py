@@ -115,7 +115,7 @@ def _execute(cfg, run: RunDir) -> None:
         run.set_status("failed")
         fail(f"the run stopped: {type(e).__name__}: {e}\nCommitted rounds are kept; continue with "
              f"`selfimprove resume {run.root}` once the cause is fixed.")
-    last = next((m for m in reversed(history) if m.get("decision") == "commit"), {})
+    last = next((m for m in reversed(history) if m.get("decision", "commit") == "commit"), {})
     console.print(f"run: {run.root}")
     console.print(f"rounds: {len(history)}")
     console.print(f"frontier: {last.get('frontier')}")
@@ -149,15 +149,18 @@ def resume(run_path: Annotated[Path, typer.Argument(metavar="RUN", help="run dir
 
     try:
         run_dir = RunDir.open(run_path)
-        cfg = validate(tomllib.loads((run_path / "config.toml").read_text()))
+        data = tomllib.loads((run_path / "config.toml").read_text())
+        if "guard" not in data:  # a run begun before the guard existed goes on as it began
+            data["guard"], data.setdefault("audit", {})["base"] = {"mode": "off"}, 0
+        cfg = validate(data)
         _check_extras(cfg)
         _refuse_live(run_dir)
         removed = run_dir.discard_uncommitted()
         if removed:
             console.print(f"discarded the unfinished round(s): {', '.join(removed)}")
         committed = run_dir.committed()
-        if committed:
-            run_dir.verified_checkpoint(committed[-1])
+        if run_dir.trained_rounds():
+            run_dir.verified_checkpoint(run_dir.trained_rounds()[-1])
         run_dir.set_status("running")
     except (ConfigError, RunError) as e:
         fail(str(e))

@@ -291,6 +291,9 @@ class Config(_Strict):
             raise ValueError("loop.planner = 'accelerated' measures self-consistency across committee members: "
                              "set committee.size > 1 or committee.samples > 1 (or add the 'verify' or "
                              "'confidence' filter)")
+        if self.loop.max_problems is not None and self.loop.max_problems < self.loop.problems:
+            raise ValueError(f"loop.max_problems = {self.loop.max_problems} is below loop.problems = "
+                             f"{self.loop.problems}: a retry draws at least as many problems; raise it or remove it")
         if self.noise.round is not None and self.noise.round > self.loop.rounds:
             raise ValueError(f"noise.round = {self.noise.round} is after the last round ({self.loop.rounds})")
         return self

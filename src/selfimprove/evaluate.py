@@ -61,15 +61,17 @@ def resolve(root: Path, round_: int | None = None, difficulties: list[Difficulty
     `audit.problems` problems; sampled answers when samples > 1 (at temperature 0.7) or temperature > 0."""
     run = RunDir.open(root)
     cfg = load_config(str(root / "config.toml"), ["committee.workers=1"])
-    committed = run.committed()
+    committed = run.trained_rounds()
     if not committed:
         raise RunError(f"{root} has no committed round yet; there is no model to evaluate.")
     r = committed[-1] if round_ is None else round_
     if r not in committed:
-        raise RunError(f"round {r} of {root} is not committed; committed rounds: {', '.join(map(str, committed))}")
+        raise RunError(f"round {r} of {root} is not a committed round with weights of its own (held, rolled "
+                       f"back or in flight); committed rounds: {', '.join(map(str, committed))}")
     task = cfg.task.build()
     if difficulties is None:  # the audit's window of round r
-        trained = [tuple(d) for m in run.metrics() if m["round"] <= r for d in m["difficulties"]]
+        trained = [tuple(d) for m in run.metrics() if m["round"] <= r and m["round"] in committed
+                   for d in m["difficulties"]]
         difficulties = task.audit_difficulties(trained, cfg.audit.below, cfg.audit.above)
     for d in difficulties:
         task.validate_difficulty(d)

@@ -37,6 +37,7 @@ class Verdicts:
     vote_share: list[float]
     kept: list[bool]
     drop_reason: list[str | None]
+    invariant: float | None = None  # share of the labels the invariant filter checked that it kept
 
 
 def vote(prompt: str, outputs: list[str], finished: list[bool], confidence: list[float]) -> Candidate:
@@ -133,16 +134,18 @@ def filter_outputs(cfg: Config, task: Task, prompts: list[str], outputs: list[li
         least = max(least, cfg.loop.strict_confidence)
     v = apply_filters(names, task, prompts, outputs, finished, confidence, cfg.committee.agree, least)
     if "invariant" in names and committee is not None:
-        check_invariant(task, committee, prompts, v)
+        v.invariant = check_invariant(task, committee, prompts, v)
     return v
 
 
-def check_invariant(task: Task, committee: Any, prompts: list[str], v: Verdicts) -> None:
+def check_invariant(task: Task, committee: Any, prompts: list[str], v: Verdicts) -> float | None:
     """The invariant filter: the committee's greedy vote on the task's invariant prompt of every kept label
-    (b+a for a+b) must be the label; otherwise the label is dropped. Truth-free: both are its own answers."""
+    (b+a for a+b) must be the label; otherwise the label is dropped. Truth-free: both are its own answers.
+    Returns the share of the checked labels it kept (None if none was)."""
     idx = [i for i, k in enumerate(v.kept) if k]
     outputs, finished, confidence = committee.generate([task.invariant(prompts[i]) for i in idx])
     for i, o, f, c in zip(idx, outputs, finished, confidence):
         twin = vote(prompts[i], o, f, c)
         if not (twin.finished and twin.label == v.labels[i]):
             v.kept[i], v.drop_reason[i] = False, "invariant: answered otherwise"
+    return sum(v.kept[i] for i in idx) / len(idx) if idx else None

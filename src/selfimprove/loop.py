@@ -186,11 +186,13 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
 
     # verify: filters see prompts and outputs, never truth
     enter("verify")
+    filtered = None  # the invariant filter's pass rate, where it ran
     if r == 0:
         labels, answers, kept, reasons, shares = truths, truths, [True] * n, [None] * n, [None] * n
     else:
         v = filter_outputs(cfg, task, prompts, outputs, finished, confidence, chosen.strict, committee)
         labels, answers, kept, reasons, shares = v.labels, v.labels, v.kept, v.drop_reason, v.vote_share
+        filtered = v.invariant
     corrupted = [False] * n
     if r == cfg.noise.round:
         labels, corrupted = corrupt(labels, kept, cfg.noise.share, cfg.noise.kind,
@@ -205,15 +207,18 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     if r > 0:
         enter("guard")
         signals = label_signals(task, prompts, outputs, finished, confidence, labels, kept, cfg.committee.samples)
-        signals["invariant"] = invariant(committee, task, prompts, labels, kept, cfg.guard.probe_problems,
-                                         stream_seed(cfg.seed, "invariant", r))
+        if filtered is None:
+            signals["invariant"] = invariant(committee, task, prompts, labels, kept, cfg.guard.probe_problems,
+                                             stream_seed(cfg.seed, "invariant", r))
+        else:  # the invariant filter asked about every label already: what share survived it
+            signals["invariant_filter"] = round(filtered, 4)
         why = guard.before_training(cfg, signals, n_kept, precision if cfg.guard.mode == "oracle" else None)
         if why or (not n_kept and cfg.guard.mode == "off"):
             decision = "hold"
 
     # learn
     kept_labels = [lab if k else None for lab, k in zip(labels, kept)]
-    steps, losses, accuracy, member_accuracy, audit_table = 0, [], {}, [], None
+    steps, losses, accuracy, member_accuracy, audit_table, rejected = 0, [], {}, [], None, {}
     solved = next((m["frontier"] for m in reversed(history) if trains(m)), None)
     if decision == "commit":
         probes = drift_probes(task, trained, cfg.guard.drift_levels, cfg.guard.probe_problems, cfg.seed) if r else []
@@ -236,8 +241,11 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
             signals["invariant_after"] = self_invariant(committee, task, difficulties, cfg.guard.probe_problems,
                                                         stream_seed(cfg.seed, "invariant-after", r))
             why = guard.after_training(cfg, signals)
-            if why:
+            if why:  # the run's models stay the last committed round's; the discarded model's audit is kept apart
                 decision = "rollback"
+                rejected = {"rejected_audit": accuracy, "rejected_frontier": solved}
+                accuracy, member_accuracy = {}, []
+                solved = next((m["frontier"] for m in reversed(history) if trains(m)), None)
                 committee.load(run.verified_checkpoint(last_trained(history)))
                 committee.drop(r)
 
@@ -275,7 +283,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     if r:
         metrics.update(attempt=attempt, signals=signals, plan={"problems": chosen.problems, "strict": chosen.strict})
     if why:
-        metrics.update(signal=why[0], reason=why[1])
+        metrics.update(signal=why[0], reason=why[1], **rejected)
     if stop_reason:
         metrics["stop_reason"] = stop_reason
     if committee.size > 1 and member_accuracy:

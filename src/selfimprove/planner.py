@@ -38,12 +38,12 @@ class Plan:
 
 def self_consistency(committee: Any, task: Task, cfg: Config, difficulties: list[Difficulty], r: int) -> float:
     """Share of fresh probe problems that every member (every sample, with committee.samples > 1) answers
-    alike and the filters keep (the least over `difficulties`). A single greedy learner samples
-    loop.probe_samples answers at temperature 1 instead. Label-free: no truth is read."""
+    alike and the filters keep (the least over `difficulties`). Under the controller a single greedy
+    learner samples loop.probe_samples answers at temperature 1 instead. Label-free: no truth is read."""
     shares = []
     seed = stream_seed(cfg.seed, "probe-sample", r)
-    sampling = labelling(cfg, seed) if committee.size * cfg.committee.samples > 1 else \
-        Sampling(cfg.loop.probe_samples, 1.0, 1.0, seed)
+    single = committee.size * cfg.committee.samples == 1 and cfg.loop.planner == "controller"
+    sampling = Sampling(cfg.loop.probe_samples, 1.0, 1.0, seed) if single else labelling(cfg, seed)
     for d in difficulties:
         prompts = task.sample(d, range(cfg.loop.probe_problems), stream_seed(cfg.seed, "probe", r)).prompts
         answers = committee.generate(prompts, sampling=sampling)
@@ -74,7 +74,9 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
     previous = history[-1] if history else None
     if loop.planner == "controller" and (failed := failed_attempts(history)):
         most = loop.max_problems or 4 * loop.problems
-        return Plan(task.next_difficulties(trained, cfg.task.step), min(most, loop.problems * 2 ** failed), True)
+        # stricter filters cannot help a round whose filters kept nothing: that one only draws more problems
+        strict = previous.get("signal") != "kept_share"  # type: ignore[union-attr]
+        return Plan(task.next_difficulties(trained, cfg.task.step), min(most, loop.problems * 2 ** failed), strict)
     if previous and previous["round"] > 0 and previous["n_kept"] < loop.advance_at * previous["n_generated"]:
         return Plan([tuple(d) for d in previous["difficulties"]], loop.problems)
     chosen = task.next_difficulties(trained, cfg.task.step)

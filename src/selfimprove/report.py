@@ -38,7 +38,7 @@ from selfimprove.tasks import difficulty_key
 
 __all__ = ["Run", "Report", "load_run", "verdict", "write_report"]
 
-PHASES = ("plan", "act", "verify", "learn", "check")
+PHASES = ("plan", "act", "verify", "guard", "learn", "check")
 MIN_PRECISION = 0.5  # label precision below this in any self-round: the loop trained on mostly wrong labels
 MAX_AUDIT_DROP = 0.1  # audit accuracy at a trained difficulty falling this much below its best: forgetting
 

@@ -120,6 +120,12 @@ class RunDir:
     def committed(self) -> list[int]:
         return list(self.manifest()["committed_rounds"])
 
+    def trained_rounds(self) -> list[int]:
+        """The recorded rounds the guard committed: their labels and weights are the run's (a held,
+        rolled-back or stopping round has no weights of its own; runs without decisions: every round)."""
+        rounds = self.manifest()["rounds"]
+        return [r for r in self.committed() if rounds.get(f"{r:04d}", {}).get("decision", "commit") == "commit"]
+
     def metrics(self) -> list[dict[str, Any]]:
         """Metrics of committed rounds only."""
         path = self.root / "metrics.jsonl"

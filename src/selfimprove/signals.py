@@ -43,7 +43,8 @@ def label_signals(task: Task, prompts: list[str], outputs: list[list[str]], fini
     shares = [c.vote_share for c in votes]
     conf_kept = [c.confidence for c, k in zip(votes, kept) if k]
     every = [(p, a, f) for p, outs, fins in zip(prompts, outputs, finished) for a, f in zip(outs, fins)]
-    lengths = [(task.answer_length(p), task.max_answer_length(p), len(a)) for p, a, _ in every]
+    lengths = [(lo, task.max_answer_length(p), len(a)) for p, a, _ in every
+               if (lo := task.answer_length(p)) is not None]
     s: dict[str, Any] = {
         "unanimity": _mean([float(v == 1.0) for v in shares]),
         "vote_share": _mean(shares),
@@ -53,7 +54,7 @@ def label_signals(task: Task, prompts: list[str], outputs: list[list[str]], fini
         "confidence_kept_q10": _q10(conf_kept),
         "confidence_dropped": _mean([c.confidence for c, k in zip(votes, kept) if not k]),
         "no_eos": _mean([float(not f) for _, _, f in every]),
-        "bad_length": _mean([float(lo is not None and not lo <= n <= hi) for lo, hi, n in lengths]),
+        "bad_length": _mean([float(not lo <= n <= hi) for lo, hi, n in lengths]),
     }
     if samples > 1:  # outputs[i][k * samples + s]: member k's sample s
         agreement = [Counter(outs[k : k + samples]).most_common(1)[0][1] / samples
@@ -98,9 +99,9 @@ def self_invariant(committee: Any, task: Task, difficulties: list[Difficulty], n
 
 
 def drift_probes(task: Task, trained: list[Difficulty], levels: int, n: int, seed: int) -> list[str]:
-    """The fixed drift probe set: n problems at each of the hardest `levels` trained difficulties, from a
-    stream of their own (the same problems whenever a difficulty is probed)."""
-    chosen = sorted(set(trained))[-levels:]
+    """The fixed drift probe set: n problems at each of the hardest `levels` trained difficulties (by their
+    sum over the axes), from a stream of their own (the same problems whenever a difficulty is probed)."""
+    chosen = sorted(set(trained), key=lambda d: (sum(d), d))[-levels:]
     return [p for d in chosen for p in task.sample(d, range(n), stream_seed(seed, "drift")).prompts]
 
 

@@ -46,7 +46,9 @@ def _mean(values: list[Any]) -> float | None:
 
 
 def summarize(cfg: Config, metrics: list[dict[str, Any]]) -> dict[str, Any]:
-    later = [m for m in metrics if m["round"] > 0]
+    """One row: label quality and frontier over the rounds the guard committed; seconds over every round."""
+    committed = [m for m in metrics if m.get("decision", "commit") == "commit"]
+    later = [m for m in committed if m["round"] > 0]
     return {
         "K": cfg.committee.size,
         "N": cfg.committee.samples,
@@ -57,9 +59,9 @@ def summarize(cfg: Config, metrics: list[dict[str, Any]]) -> dict[str, Any]:
                                    default=None),
         "label_recall": _mean([m.get("label_recall") for m in later]),
         "kept_share": _mean([m["n_kept"] / m["n_generated"] for m in later if m["n_generated"]]),
-        "frontier": metrics[-1]["frontier"] if metrics else None,
-        "label_s_per_round": _mean([m["seconds"]["act"] for m in later]),
-        "train_s_per_round": _mean([m["seconds"]["learn"] for m in later]),
+        "frontier": committed[-1]["frontier"] if committed else None,
+        "label_s_per_round": _mean([m["seconds"].get("act", 0.0) for m in later]),
+        "train_s_per_round": _mean([m["seconds"].get("learn", 0.0) for m in later]),
         "total_min": sum(sum(m["seconds"].values()) for m in metrics) / 60,
     }
 
