@@ -98,6 +98,46 @@ class FakeLearner:
         self.steps, self.fingerprint = int(state["steps"][0]), bytes(state["fingerprint"].tolist())
 
 
+class ForgetfulLearner(FakeLearner):
+    """A FakeLearner that, once it has trained on strings of FORGET_AT letters or more, answers every string
+    of up to 4 letters wrongly (it forgot them); its checkpoint remembers whether it has. The guard's drift
+    probe sees that; a rollback must bring the learner back."""
+
+    FORGET_AT = 6
+
+    def __init__(self, alphabet: str, seed: int, k: int):
+        super().__init__(alphabet, seed, k)
+        self.forgot = False
+
+    def train(self, batches, *args, **kwargs):
+        def watch():
+            for tokens, starts in batches:
+                texts = ("".join(self.vocab.chars[i] for i in row).strip("\0") for row in tokens)
+                self.forgot |= any(len(t.split("=")[0]) >= self.FORGET_AT for t in texts)
+                yield tokens, starts
+        return super().train(watch(), *args, **kwargs)
+
+    def generate(self, prompts, budgets, *args, **kwargs):
+        texts, finished, confidence = super().generate(prompts, budgets, *args, **kwargs)
+        n = len(texts) // max(1, len(prompts))
+        if self.forgot:  # texts are prompt-major: n answers per prompt
+            texts = [t if len(prompts[i // n]) - 1 > 4 else "q" * len(t) for i, t in enumerate(texts)]
+        return texts, finished, confidence
+
+    def save(self, path: Path) -> list[Path]:
+        files = super().save(path)
+        save_file({"forgot": torch.tensor([self.forgot])}, str(path.with_suffix(".forgot.safetensors")))
+        return [*files, path.with_suffix(".forgot.safetensors")]
+
+    def load(self, path: Path) -> None:
+        super().load(path)
+        self.forgot = bool(load_file(str(path.with_suffix(".forgot.safetensors")))["forgot"][0])
+
+
+def forgetful_learner(cfg, task, seed) -> ForgetfulLearner:
+    return ForgetfulLearner(task.alphabet, seed, (seed - cfg.seed) // 1000)
+
+
 def fake_learner(cfg, task, seed) -> FakeLearner:
     return FakeLearner(task.alphabet, seed, (seed - cfg.seed) // 1000)
 

@@ -179,6 +179,21 @@ def test_rollback_restores_the_last_committed_round_exactly(tiny_overrides):
     assert set(whole[2]["rejected_audit"]) == set("234567")  # the window around 5 letters it was trained on
 
 
+def test_rollback_brings_back_a_learner_that_forgot_and_resume_agrees(fake_overrides):
+    cfg, run = start([*fake_overrides, "name=whole", "loop.rounds=4"])
+    whole = run_loop(cfg, run, make_learner=fakes.forgetful_learner)
+    # 5-letter strings commit; training on 6-letter ones makes the members forget 1..4 letters: rolled back
+    assert [m["decision"] for m in whole] == ["commit", "commit", "rollback", "rollback", "stop"]
+    # probes at 4 and 5 letters: half of them forgotten, on every attempt, so each starts from round 1's state
+    assert [m["signals"].get("drift") for m in whole[1:]] == [0.0, 0.5, 0.5, 0.5]
+    assert [m["attempt"] for m in whole[1:]] == [1, 1, 2, 3] and whole[-1]["difficulties"] == [[6]]
+    cfg, part = start([*fake_overrides, "name=part", "loop.rounds=2"])
+    run_loop(cfg, part, make_learner=fakes.forgetful_learner)
+    resumed = run_loop(cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"rounds": 4})}), part,
+                       make_learner=fakes.forgetful_learner)
+    assert without_seconds(resumed) == without_seconds(whole)
+
+
 KILL_AFTER_ROLLBACK = KILL_DURING_LEARN.replace("calls == 2", "calls == 4")  # round 3: after round 2's rollback
 
 
