@@ -352,7 +352,7 @@ def fig_lines(run_list: list[Run], panels: list[tuple[str, Callable, dict]], tit
     return fig
 
 
-DECISION_MARKERS = {"hold": ("v", "tab:orange"), "rollback": ("X", "tab:red"), "stop": ("s", "black")}
+DECISION_MARKERS = {"hold": ("v", "tab:purple"), "rollback": ("X", "tab:red"), "stop": ("s", "black")}
 
 
 def mark_decisions(ax, run: Run, get: Callable[[dict[str, Any]], Any], legend: bool = False) -> None:
