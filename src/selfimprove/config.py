@@ -172,14 +172,15 @@ class LoopConfig(_Strict):
     planner: Literal["fixed", "accelerated", "controller"] = Field(
         "fixed", description="fixed: one step per round; accelerated: also take every following step on "
         "which the committee is self-consistent (share of probe problems kept unanimously) >= tau; controller: "
-        "as accelerated (a single greedy learner probes with samples), and after a held or rolled-back round "
-        "the same difficulties again with more problems and the confidence filter at strict_confidence")
+        "also every following step on which at least jump_at of the probes pass the strict filters (confidence "
+        "at strict_confidence, the task's invariant), labelled strictly; after a held or rolled-back round one "
+        "step, more problems, strict filters")
     advance_at: float = Field(0.0, ge=0, le=1, description="take the next step only after a round that kept at "
                               "least this share of its problems; otherwise the next round draws fresh problems at "
                               "the same difficulties, which the members have since trained on (0: always advance)")
     tau: float = Field(0.99, gt=0, le=1, description="self-consistency the accelerated planner asks for")
-    probe_samples: int = Field(4, ge=2, le=64, description="answers a single greedy learner samples per probe "
-                               "problem to measure its self-consistency (controller)")
+    jump_at: float = Field(0.5, gt=0, le=1, description="controller: take a further step when at least this "
+                           "share of its probe problems passes the strict filters with every answer agreeing")
     strict_confidence: float = Field(0.9, ge=0, le=1, description="controller: the confidence filter's threshold "
                                      "on a retry after a held or rolled-back round")
     max_problems: int | None = Field(None, ge=1, description="controller: most problems per difficulty on a retry "

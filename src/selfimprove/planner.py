@@ -7,8 +7,9 @@ truth.
 `fixed` takes one step per round; `accelerated` (the paper's fast mode) also takes every following
 step on which the committee is already self-consistent >= `loop.tau`. With `loop.advance_at` either
 holds at the same difficulty after a round that kept too little of its problems. The `controller`
-sizes each step from the signals: as far as the committee is self-consistent, and after a round the
-guard held or rolled back, one step, more problems and strict filters.
+sizes each step from the signals: as far as the committee is sure (enough probes pass the strict
+filters: confidence at loop.strict_confidence, the task's invariant), labelling such rounds strictly,
+and after a round the guard held or rolled back, one step, more problems and strict filters.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from selfimprove.committee import Sampling, labelling
+from selfimprove.committee import labelling
 from selfimprove.config import Config
 from selfimprove.filters import filter_outputs
 from selfimprove.tasks import Difficulty, Task, difficulty_key, stream_seed
@@ -36,18 +37,17 @@ class Plan:
     probes: dict[str, float] = field(default_factory=dict)
 
 
-def self_consistency(committee: Any, task: Task, cfg: Config, difficulties: list[Difficulty], r: int) -> float:
+def self_consistency(committee: Any, task: Task, cfg: Config, difficulties: list[Difficulty], r: int,
+                     strict: bool = False) -> float:
     """Share of fresh probe problems that every member (every sample, with committee.samples > 1) answers
-    alike and the filters keep (the least over `difficulties`). Under the controller a single greedy
-    learner samples loop.probe_samples answers at temperature 1 instead. Label-free: no truth is read."""
+    alike and the filters keep (the least over `difficulties`); `strict` filters as the controller's
+    further steps are labelled (a single greedy learner: the share it answers confidently). Label-free:
+    no truth is read."""
     shares = []
-    seed = stream_seed(cfg.seed, "probe-sample", r)
-    single = committee.size * cfg.committee.samples == 1 and cfg.loop.planner == "controller"
-    sampling = Sampling(cfg.loop.probe_samples, 1.0, 1.0, seed) if single else labelling(cfg, seed)
     for d in difficulties:
         prompts = task.sample(d, range(cfg.loop.probe_problems), stream_seed(cfg.seed, "probe", r)).prompts
-        answers = committee.generate(prompts, sampling=sampling)
-        v = filter_outputs(cfg, task, prompts, *answers, committee=committee)
+        answers = committee.generate(prompts, sampling=labelling(cfg, stream_seed(cfg.seed, "probe-sample", r)))
+        v = filter_outputs(cfg, task, prompts, *answers, strict=strict, committee=committee)
         shares.append(float(np.mean([k and s == 1.0 for k, s in zip(v.kept, v.vote_share)])))
     return min(shares)
 
@@ -66,8 +66,9 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
          history: list[dict[str, Any]] | None = None) -> Plan:
     """The next round: one step harder than what was trained, or the previous round's difficulties again
     if it kept less than `advance_at` of its problems; the accelerated planner and the controller also take
-    each further step on which the committee is already self-consistent >= tau (the controller with strict
-    filters when it takes more than one). After a round the guard held or rolled back, the controller
+    each further step on which the committee is already self-consistent >= tau (the controller: on which
+    at least `jump_at` of the probes pass the strict filters, and it labels with them when it takes more
+    than one step). After a round the guard held or rolled back, the controller
     backs off to one step and retries it with more problems and strict filters (the fixed and
     accelerated planners retry the same step with the same settings)."""
     loop, history = cfg.loop, history or []
@@ -82,13 +83,14 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
     chosen = task.next_difficulties(trained, cfg.task.step)
     probes: dict[str, float] = {}
     if loop.planner in ("accelerated", "controller"):
+        controller = loop.planner == "controller"
         for _ in range(loop.max_jump - 1):
             following = task.next_difficulties(trained + chosen, cfg.task.step)
             if not all(map(task.drawable, following)):
                 break
-            consistency = self_consistency(committee, task, cfg, following, r)
+            consistency = self_consistency(committee, task, cfg, following, r, strict=controller)
             probes[" ".join(map(difficulty_key, following))] = round(consistency, 4)
-            if consistency < loop.tau:
+            if consistency < (loop.jump_at if controller else loop.tau):
                 break
             chosen += following
     # the controller labels further steps, extrapolations the committee was never trained near, strictly
