@@ -311,7 +311,16 @@ def test_the_controller_backs_off_and_retries_with_more_problems_and_strict_filt
     sure = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"probe_problems": 20,
                                                                         "filters": ["length"]})})
     assert plan(copy, sure, Solver(limit=10), [(7,)], 4, [committed]) == Plan(  # several steps: strict
-        [(8,), (9,), (10,)], 100, True, {"9": 1.0, "10": 1.0, "11": 0.0})
+        [(8,), (9,), (10,)], 100, True, {"9": 1.0, "10": 1.0, "11": 0.0}, [100, 100])
+    half = Solver(limit=9)
+    half.generate = lambda prompts, advance=None, sampling=None: (  # sure of a third, up to 10 letters
+        [[p[:-1] if len(p) <= 11 else "x"] for p in prompts], [[True] for _ in prompts],
+        [[1.0 if i % 3 == 0 else 0.5] for i in range(len(prompts))])
+    chosen = plan(copy, sure, half, [(7,)], 4, [committed])
+    assert chosen.difficulties == [(8,), (9,), (10,)] and chosen.counts() == [100, 286, 286]  # 100 / 0.35
+    assert chosen.probes == {"9": 0.35, "10": 0.35, "11": 0.0} and chosen.strict
+    capped = sure.model_copy(update={"loop": sure.loop.model_copy(update={"max_problems": 250})})
+    assert plan(copy, capped, half, [(7,)], 4, [committed]).counts() == [100, 250, 250]
     assert plan(copy, sure, Solver(limit=8), [(7,)], 4, [committed]) == Plan([(8,)], 100, False, {"9": 0.0})
     v = filter_outputs(cfg, copy, ["ab=", "cd="], [["ab"], ["cd"]], [[True], [True]], [[0.96], [0.9]], strict=True)
     assert v.kept == [True, False] and v.drop_reason[1] == "confidence: below threshold"

@@ -47,7 +47,7 @@ def test_run_directory_contract(tiny_overrides):
         assert set(m["seconds"]) == {"plan", "act", "verify", "learn", "check"} | {"guard"} - {"guard"[m["round"]:]}
     for m in lines[1:]:  # label-free signals of every self-round, whatever the guard and the filters
         assert {"unanimity", "support", "confidence_kept", "no_eos", "bad_length", "drift"} <= set(m["signals"])
-        assert m["attempt"] == 1 and m["plan"] == {"problems": 200, "strict": False}
+        assert m["attempt"] == 1 and m["plan"] == {"problems": [200], "strict": False}
     assert lines[1]["difficulties"] == [[4]] and lines[2]["difficulties"] == [[5]]
     assert set(lines[0]["audit"]) == set("12345") and set(lines[2]["audit"]) == set("234567")
     for r in range(3):

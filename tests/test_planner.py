@@ -35,7 +35,8 @@ def test_accelerated_planner_takes_every_self_consistent_step_and_at_least_one()
     cfg = load_config("quick", ["task.name=copy", "loop.planner=accelerated", "loop.probe_problems=20",
                                 "committee.size=2", "loop.filters=['length']"])
     chosen = plan(task, cfg, Solver(limit=7), [(1,), (2,), (3,), (4,)], r=1)
-    assert chosen == Plan([(5,), (6,), (7,)], cfg.loop.problems, probes={"6": 1.0, "7": 1.0, "8": 0.0})
+    n = cfg.loop.problems
+    assert chosen == Plan([(5,), (6,), (7,)], n, probes={"6": 1.0, "7": 1.0, "8": 0.0}, further=[n, n])
     assert plan(task, cfg, Solver(limit=0), [(1,), (2,), (3,), (4,)], r=1).difficulties == [(5,)]
     fixed = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"planner": "fixed"})})
     assert plan(task, fixed, Solver(limit=99), [(4,)], r=1) == Plan([(5,)], cfg.loop.problems)

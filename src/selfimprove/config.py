@@ -179,8 +179,9 @@ class LoopConfig(_Strict):
                               "least this share of its problems; otherwise the next round draws fresh problems at "
                               "the same difficulties, which the members have since trained on (0: always advance)")
     tau: float = Field(0.99, gt=0, le=1, description="self-consistency the accelerated planner asks for")
-    jump_at: float = Field(0.5, gt=0, le=1, description="controller: take a further step when at least this "
-                           "share of its probe problems passes the strict filters with every answer agreeing")
+    jump_at: float = Field(0.25, gt=0, le=1, description="controller: take a further step when at least this "
+                           "share of its probe problems passes the strict filters with every answer agreeing; it "
+                           "then draws loop.problems / that share problems there (up to max_problems)")
     strict_confidence: float = Field(0.9, ge=0, le=1, description="controller: the confidence filter's threshold "
                                      "on a retry after a held or rolled-back round")
     max_problems: int | None = Field(None, ge=1, description="controller: most problems per difficulty on a retry "

@@ -57,19 +57,19 @@ class QuietUI:
 # --- the phases ------------------------------------------------------------------------------------
 
 
-def draw(task: Task, cfg: Config, r: int, difficulties: list[Difficulty], problems: int):
-    """The round's problems, `problems` per difficulty (and per member with committee.problems =
-    per_member): prompts, hidden truths, difficulties, proposing member or None."""
+def draw(task: Task, cfg: Config, r: int, difficulties: list[Difficulty], problems: int | list[int]):
+    """The round's problems, `problems` per difficulty (or a count for each; per member with
+    committee.problems = per_member): prompts, hidden truths, difficulties, proposing member or None."""
+    counts = problems if isinstance(problems, list) else [problems] * len(difficulties)
     if r == 0:
-        streams = [(None, task.sample_seed, problems, stream_seed(cfg.seed, "train", r))]
+        streams = [(None, task.sample_seed, stream_seed(cfg.seed, "train", r))]
     elif cfg.committee.problems == "per_member":
-        streams = [(k, task.sample, problems, stream_seed(cfg.seed, "train", r, k))
-                   for k in range(cfg.committee.size)]
+        streams = [(k, task.sample, stream_seed(cfg.seed, "train", r, k)) for k in range(cfg.committee.size)]
     else:
-        streams = [(None, task.sample, problems, stream_seed(cfg.seed, "train", r))]
+        streams = [(None, task.sample, stream_seed(cfg.seed, "train", r))]
     prompts, truths, diffs, proposer = [], [], [], []
-    for k, sample, n, seed in streams:
-        for d in difficulties:
+    for k, sample, seed in streams:
+        for d, n in zip(difficulties, counts):
             b = sample(d, range(n), seed)
             prompts += b.prompts
             truths += b.truths
@@ -175,7 +175,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
 
     # act: problems with hidden truth; round 0 uses truth as labels (seed data), later rounds the committee
     enter("act")
-    prompts, truths, diffs, proposer = draw(task, cfg, r, difficulties, chosen.problems)
+    prompts, truths, diffs, proposer = draw(task, cfg, r, difficulties, chosen.counts())
     n = len(prompts)
     if r == 0:
         outputs, finished, confidence = [[] for _ in prompts], [[] for _ in prompts], [[] for _ in prompts]
@@ -281,7 +281,8 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
         "decision": decision,
     }
     if r:
-        metrics.update(attempt=attempt, signals=signals, plan={"problems": chosen.problems, "strict": chosen.strict})
+        metrics.update(attempt=attempt, signals=signals,
+                       plan={"problems": chosen.counts(), "strict": chosen.strict})
     if why:
         metrics.update(signal=why[0], reason=why[1], **rejected)
     if stop_reason:

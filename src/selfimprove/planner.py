@@ -14,6 +14,7 @@ and after a round the guard held or rolled back, one step, more problems and str
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,6 +36,11 @@ class Plan:
     problems: int
     strict: bool = False
     probes: dict[str, float] = field(default_factory=dict)
+    further: list[int] = field(default_factory=list)  # problems at each difficulty after the first step's
+
+    def counts(self) -> list[int]:
+        """Problems per difficulty: `problems` for the first step's difficulties, `further` for the others."""
+        return [self.problems] * (len(self.difficulties) - len(self.further)) + self.further
 
 
 def self_consistency(committee: Any, task: Task, cfg: Config, difficulties: list[Difficulty], r: int,
@@ -82,6 +88,7 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
         return Plan([tuple(d) for d in previous["difficulties"]], loop.problems)
     chosen = task.next_difficulties(trained, cfg.task.step)
     probes: dict[str, float] = {}
+    further: list[int] = []
     if loop.planner in ("accelerated", "controller"):
         controller = loop.planner == "controller"
         for _ in range(loop.max_jump - 1):
@@ -93,5 +100,10 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
             if consistency < (loop.jump_at if controller else loop.tau):
                 break
             chosen += following
+            # the controller draws as many more problems as the strict filters will drop (up to max_problems)
+            n = min(loop.max_problems or 4 * loop.problems, math.ceil(loop.problems / consistency)) \
+                if controller else loop.problems
+            further += [n] * len(following)
     # the controller labels further steps, extrapolations the committee was never trained near, strictly
-    return Plan(chosen, loop.problems, strict=loop.planner == "controller" and len(chosen) > 1, probes=probes)
+    return Plan(chosen, loop.problems, strict=loop.planner == "controller" and bool(further), probes=probes,
+                further=further)
