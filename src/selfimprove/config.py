@@ -173,8 +173,8 @@ class LoopConfig(_Strict):
         "fixed", description="fixed: one step per round; accelerated: also take every following step on "
         "which the committee is self-consistent (share of probe problems kept unanimously) >= tau; controller: "
         "also every following step on which at least jump_at of the probes pass the strict filters (confidence "
-        "at strict_confidence, the task's invariant), labelled strictly; after a held or rolled-back round one "
-        "step, more problems, strict filters")
+        "at strict_confidence, the task's invariant), with which it labels every round; after a held or "
+        "rolled-back round one step and more problems")
     advance_at: float = Field(0.0, ge=0, le=1, description="take the next step only after a round that kept at "
                               "least this share of its problems; otherwise the next round draws fresh problems at "
                               "the same difficulties, which the members have since trained on (0: always advance)")
@@ -182,8 +182,8 @@ class LoopConfig(_Strict):
     jump_at: float = Field(0.25, gt=0, le=1, description="controller: take a further step when at least this "
                            "share of its probe problems passes the strict filters with every answer agreeing; it "
                            "then draws loop.problems / that share problems there (up to max_problems)")
-    strict_confidence: float = Field(0.9, ge=0, le=1, description="controller: the confidence filter's threshold "
-                                     "on a retry after a held or rolled-back round")
+    strict_confidence: float = Field(0.9, ge=0, le=1, description="controller: the least confidence of a label "
+                                     "(its strict filters add the confidence filter at this threshold)")
     max_problems: int | None = Field(None, ge=1, description="controller: most problems per difficulty on a retry "
                                      "(each failed attempt doubles loop.problems up to this; default 4 x problems)")
     probe_problems: int = Field(500, ge=1, description="problems per difficulty the accelerated planner probes")

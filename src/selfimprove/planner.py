@@ -8,8 +8,9 @@ truth.
 step on which the committee is already self-consistent >= `loop.tau`. With `loop.advance_at` either
 holds at the same difficulty after a round that kept too little of its problems. The `controller`
 sizes each step from the signals: as far as the committee is sure (enough probes pass the strict
-filters: confidence at loop.strict_confidence, the task's invariant), labelling such rounds strictly,
-and after a round the guard held or rolled back, one step, more problems and strict filters.
+filters: confidence at loop.strict_confidence, the task's invariant), drawing more problems where the
+filters will drop more, labelling every round strictly, and after a round the guard held or rolled
+back, one step and more problems.
 """
 
 from __future__ import annotations
@@ -73,17 +74,14 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
     """The next round: one step harder than what was trained, or the previous round's difficulties again
     if it kept less than `advance_at` of its problems; the accelerated planner and the controller also take
     each further step on which the committee is already self-consistent >= tau (the controller: on which
-    at least `jump_at` of the probes pass the strict filters, and it labels with them when it takes more
-    than one step). After a round the guard held or rolled back, the controller
+    at least `jump_at` of the probes pass the strict filters; it labels every round with them). After a round the guard held or rolled back, the controller
     backs off to one step and retries it with more problems and strict filters (the fixed and
     accelerated planners retry the same step with the same settings)."""
     loop, history = cfg.loop, history or []
     previous = history[-1] if history else None
     if loop.planner == "controller" and (failed := failed_attempts(history)):
         most = loop.max_problems or 4 * loop.problems
-        # stricter filters cannot help a round whose filters kept nothing: that one only draws more problems
-        strict = previous.get("signal") != "kept_share"  # type: ignore[union-attr]
-        return Plan(task.next_difficulties(trained, cfg.task.step), min(most, loop.problems * 2 ** failed), strict)
+        return Plan(task.next_difficulties(trained, cfg.task.step), min(most, loop.problems * 2 ** failed), True)
     if previous and previous["round"] > 0 and previous["n_kept"] < loop.advance_at * previous["n_generated"]:
         return Plan([tuple(d) for d in previous["difficulties"]], loop.problems)
     chosen = task.next_difficulties(trained, cfg.task.step)
@@ -105,5 +103,4 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
                 if controller else loop.problems
             further += [n] * len(following)
     # the controller labels further steps, extrapolations the committee was never trained near, strictly
-    return Plan(chosen, loop.problems, strict=loop.planner == "controller" and bool(further), probes=probes,
-                further=further)
+    return Plan(chosen, loop.problems, strict=loop.planner == "controller", probes=probes, further=further)
