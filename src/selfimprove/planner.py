@@ -74,9 +74,10 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
     """The next round: one step harder than what was trained, or the previous round's difficulties again
     if it kept less than `advance_at` of its problems; the accelerated planner and the controller also take
     each further step on which the committee is already self-consistent >= tau (the controller: on which
-    at least `jump_at` of the probes pass the strict filters; it labels every round with them). After a round the guard held or rolled back, the controller
-    backs off to one step and retries it with more problems and strict filters (the fixed and
-    accelerated planners retry the same step with the same settings)."""
+    at least `jump_at` of the probes pass the strict filters, with more problems there; it labels every
+    round with the strict filters). After a round the guard held or rolled back, the controller backs off
+    to one step and retries it with more problems (the fixed and accelerated planners retry the same
+    step with the same settings)."""
     loop, history = cfg.loop, history or []
     previous = history[-1] if history else None
     if loop.planner == "controller" and (failed := failed_attempts(history)):
