@@ -44,7 +44,7 @@ def main(roots: list[Path]) -> None:
         bad = np.array([sign * v for p, v in pairs if p < MISS_BELOW])
         good = np.array([sign * v for p, v in pairs if p >= MISS_BELOW])
         score = f"{auc(bad, good):.2f}" if len(bad) and len(good) else "-"
-        means = [f"{sign * x.mean():.3f}" if len(x) else "-" for x in (bad, good)]
+        means = [f"{sign * x.mean() + 0.0:.3f}" if len(x) else "-" for x in (bad, good)]
         print(f"| {name} | {len(pairs)} | {score} | {means[0]} | {means[1]} |")
 
 

@@ -114,23 +114,31 @@ def test_judge_counts_misses_and_false_alarms(fake_overrides, tmp_path):
     history = run_loop(cfg, run, make_learner=fakes.fake_learner)
     assert [m["decision"] for m in history] == ["commit"] * 4
     precision = [judge_run(run.root)[i]["precision"] for i in range(3)]
-    metrics = run.root / "metrics.jsonl"  # pretend the guard had rolled back rounds 1 and 3
+    assert precision[0] >= 0.97 and precision[1] < 0.9 and precision[2] < 0.9  # what the fakes give
+    metrics = run.root / "metrics.jsonl"  # pretend the guard had held round 1 and rolled back round 3
     lines = [json.loads(x) for x in metrics.read_text().splitlines()]
-    lines[1].update(decision="rollback", signal="drift")
-    lines[3].update(decision="hold", signal="invariant")
+    lines[1].update(decision="hold", signal="invariant")
+    lines[3].update(decision="rollback", signal="drift")
     metrics.write_text("".join(json.dumps(m) + "\n" for m in lines))
     rows = judge_run(run.root)
-    expect = lambda p, failed: ("false alarm" if failed and p >= 0.97 else  # noqa: E731
-                                "miss" if not failed and p < 0.9 else "")
-    assert [r["judgement"] for r in rows] == [expect(precision[0], True), expect(precision[1], False),
-                                              expect(precision[2], True)]
-    assert {r["judgement"] for r in rows} >= {"false alarm", "miss"}  # the fakes give both kinds
+    assert [r["judgement"] for r in rows] == ["false alarm", "miss", ""]
     s = summary(rows)
     assert (s["rollback"], s["hold"], s["commit"]) == (1, 1, 1) and s["triggers"] == {"drift": 1, "invariant": 1}
     assert s["lowest_committed_precision"] == precision[1]
+    del lines[2]["decision"]  # a run from before the guard: every round committed
+    metrics.write_text("".join(json.dumps(m) + "\n" for m in lines))
+    assert judge_run(run.root)[1]["decision"] == "commit" and judge_run(run.root)[1]["judgement"] == "miss"
+    manifest = json.loads((run.root / "manifest.json").read_text())
+    for entry in manifest["rounds"].values():
+        entry.pop("decision")
+    (run.root / "manifest.json").write_text(json.dumps(manifest))
+    assert run.trained_rounds() == [0, 1, 2, 3]
     (run.round_dir(2) / "candidates.parquet").write_bytes(b"not parquet")
     out = CliRunner().invoke(app, ["judge", str(run.root)])
     assert out.exit_code == 2 and "candidates.parquet cannot be read" in out.output
+    metrics.write_text(metrics.read_text()[:-20])
+    out = CliRunner().invoke(app, ["judge", str(run.root)])
+    assert out.exit_code == 2 and "metrics.jsonl is damaged" in out.output
 
 
 def test_eval_and_sweep_read_a_run_whose_last_round_was_held(fake_overrides):
@@ -373,7 +381,7 @@ def test_the_invariant_filter_drops_labels_the_committee_answers_otherwise_for_b
     outputs, finished, confidence = committee.generate(prompts)
     outputs[2] = ["0"]  # too short: dropped by the length filter, so its twin is never asked
     v = filter_outputs(cfg, add, prompts, outputs, finished, confidence, committee=committee)
-    assert v.kept == [True, False, False]
+    assert v.kept == [True, False, False] and v.invariant == 0.5  # of the two it checked, one survived
     assert v.drop_reason == [None, "invariant: answered otherwise", "length: too short"]
     assert committee.asked[3:] == ["34+12=", "78+56="]
     with pytest.raises(ConfigError, match="declares no invariant"):

@@ -168,6 +168,8 @@ def test_damaged_line_and_missing_parquet_are_reported_with_warnings(tmp_path):
     assert result.exit_code == 0, result.output
     assert "metrics.jsonl line 3 is damaged" in result.output
     assert "candidates.parquet (column vote_share) missing or unreadable for round(s) 3, 4" in result.output
+    assert ("candidates.parquet (columns kept, label_correct) missing or unreadable for round(s) 3, 4; the guard's "
+            "judgement leaves them out") in result.output.replace("\n", " ")
     text = (root / "report" / "index.html").read_text()
     assert "line 3 is damaged" in text
     assert [m["round"] for m in load_run(root).metrics] == [0, 1, 3, 4, 5]
