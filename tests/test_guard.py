@@ -330,6 +330,9 @@ def test_the_controller_backs_off_and_retries_with_more_problems_and_strict_filt
     capped = sure.model_copy(update={"loop": sure.loop.model_copy(update={"max_problems": 250})})
     assert plan(copy, capped, half, [(7,)], 4, [committed]).counts() == [100, 250, 250]
     assert plan(copy, sure, Solver(limit=8), [(7,)], 4, [committed]) == Plan([(8,)], 100, True, {"9": 0.0})
+    paced = sure.model_copy(update={"loop": sure.loop.model_copy(update={"advance_at": 0.5})})
+    little = {**committed, "difficulties": [[8]], "n_kept": 40}  # a repeat uses the configured filters
+    assert plan(copy, paced, Solver(limit=8), [(7,), (8,)], 4, [little]) == Plan([(8,)], 100)
     v = filter_outputs(cfg, copy, ["ab=", "cd="], [["ab"], ["cd"]], [[True], [True]], [[0.96], [0.9]], strict=True)
     assert v.kept == [True, False] and v.drop_reason[1] == "confidence: below threshold"
     assert filter_outputs(cfg, copy, ["cd="], [["cd"]], [[True]], [[0.9]]).kept == [True]

@@ -173,8 +173,8 @@ class LoopConfig(_Strict):
         "fixed", description="fixed: one step per round; accelerated: also take every following step on "
         "which the committee is self-consistent (share of probe problems kept unanimously) >= tau; controller: "
         "also every following step on which at least jump_at of the probes pass the strict filters (confidence "
-        "at strict_confidence, the task's invariant), with which it labels every round; after a held or "
-        "rolled-back round one step and more problems")
+        "at strict_confidence, the task's invariant), with which it labels every new step (a repeat after "
+        "advance_at uses the configured filters); after a held or rolled-back round one step and more problems")
     advance_at: float = Field(0.0, ge=0, le=1, description="take the next step only after a round that kept at "
                               "least this share of its problems; otherwise the next round draws fresh problems at "
                               "the same difficulties, which the members have since trained on (0: always advance)")

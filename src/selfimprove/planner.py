@@ -9,7 +9,7 @@ step on which the committee is already self-consistent >= `loop.tau`. With `loop
 holds at the same difficulty after a round that kept too little of its problems. The `controller`
 sizes each step from the signals: as far as the committee is sure (enough probes pass the strict
 filters: confidence at loop.strict_confidence, the task's invariant), drawing more problems where the
-filters will drop more, labelling every round strictly, and after a round the guard held or rolled
+filters will drop more, labelling every new step strictly, and after a round the guard held or rolled
 back, one step and more problems.
 """
 
@@ -75,9 +75,11 @@ def plan(task: Task, cfg: Config, committee: Any, trained: list[Difficulty], r: 
     if it kept less than `advance_at` of its problems; the accelerated planner and the controller also take
     each further step on which the committee is already self-consistent >= tau (the controller: on which
     at least `jump_at` of the probes pass the strict filters, with more problems there; it labels every
-    round with the strict filters). After a round the guard held or rolled back, the controller backs off
-    to one step and retries it with more problems (the fixed and accelerated planners retry the same
-    step with the same settings)."""
+    new step with the strict filters, and a repeat after a round that kept too little with the configured
+    ones: the members have just trained there, and the repeat is for the hard labels strictness drops).
+    After a round the guard held or rolled back, the controller backs off to one step and retries it
+    strictly with more problems (the fixed and accelerated planners retry the same step with the same
+    settings)."""
     loop, history = cfg.loop, history or []
     previous = history[-1] if history else None
     if loop.planner == "controller" and (failed := failed_attempts(history)):
