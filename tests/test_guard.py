@@ -122,6 +122,13 @@ def test_judge_counts_misses_and_false_alarms(fake_overrides, tmp_path):
     metrics.write_text("".join(json.dumps(m) + "\n" for m in lines))
     rows = judge_run(run.root)
     assert [r["judgement"] for r in rows] == ["false alarm", "miss", ""]
+    for decision, signal, judgement in (("rollback", "drift", "false alarm"), ("stop", "drift", "false alarm"),
+                                        ("stop", None, "")):  # a stop without a signal: the guard was off
+        lines[1].update(decision=decision, signal=signal)
+        metrics.write_text("".join(json.dumps(m) + "\n" for m in lines))
+        assert judge_run(run.root)[0]["judgement"] == judgement, (decision, signal)
+    lines[1].update(decision="hold", signal="invariant")
+    metrics.write_text("".join(json.dumps(m) + "\n" for m in lines))
     s = summary(rows)
     assert (s["rollback"], s["hold"], s["commit"]) == (1, 1, 1) and s["triggers"] == {"drift": 1, "invariant": 1}
     assert s["lowest_committed_precision"] == precision[1]
