@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from selfimprove.judge import judge_run, summary
-from selfimprove.rundir import RunDir
+from selfimprove.rundir import RunDir, trains
 
 
 def failed(m: dict) -> str | None:
@@ -27,7 +27,7 @@ def row(root: Path) -> dict:
     run = RunDir.open(root)
     metrics = run.metrics()
     s = summary(judge_run(root))
-    committed = [m for m in metrics if m.get("decision", "commit") == "commit"]
+    committed = list(filter(trains, metrics))
     kinds = [failed(m) for m in metrics[1:]]
     return {
         "run": root.name,

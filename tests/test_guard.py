@@ -17,11 +17,12 @@ from selfimprove.cli import app
 from selfimprove.config import ConfigError, load_config
 from selfimprove.corpus import Corpus, Level
 from selfimprove.filters import filter_names, filter_outputs
+from selfimprove.filters import votes as answers
 from selfimprove.judge import judge_run, summary
 from selfimprove.loop import run_loop
 from selfimprove.planner import Plan, plan
 from selfimprove.rundir import RunDir, RunError
-from selfimprove.signals import answers, drift, drift_probes, invariant, label_signals, self_invariant
+from selfimprove.signals import drift, drift_probes, invariant, label_signals, self_invariant
 from selfimprove.tasks import TASKS, Batch, get_task, register, stream_seed
 from selfimprove.tasks.strings import Copy
 

@@ -26,7 +26,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from selfimprove.config import ConfigError, dump_toml, load_config, presets, validate
-from selfimprove.rundir import RunDir, RunError
+from selfimprove.rundir import RunDir, RunError, trains
 from selfimprove.tasks import difficulty_key
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -115,7 +115,7 @@ def _execute(cfg, run: RunDir) -> None:
         run.set_status("failed")
         fail(f"the run stopped: {type(e).__name__}: {e}\nCommitted rounds are kept; continue with "
              f"`selfimprove resume {run.root}` once the cause is fixed.")
-    last = next((m for m in reversed(history) if m.get("decision", "commit") == "commit"), {})
+    last = next(filter(trains, reversed(history)), {})
     console.print(f"run: {run.root}")
     console.print(f"rounds: {len(history)}")
     console.print(f"frontier: {last.get('frontier')}")

@@ -224,8 +224,8 @@ class GuardConfig(_Strict):
         "(reads truth: an upper bound for comparison only); off: commit every round (the paper's loop)")
     attempts: int = Field(3, ge=1, le=100, description="failed attempts (held or rolled back) in a row at which the "
                           "guard stops the run with a verdict")
-    min_support: float = Field(0.9, ge=0, le=1, description="hold when a smaller share of the kept labels is the "
-                               "answer the committee itself gave most (labels changed after the vote)")
+    min_support: float = Field(0.9, ge=0, le=1, description="hold when a smaller share of the kept labels is an "
+                               "answer some member gave (labels changed after the vote)")
     min_invariant: float = Field(0.9, ge=0, le=1, description="hold when a smaller share of the checked labels "
                                  "survives the task's invariant (a+b and b+a answered alike); roll back when the "
                                  "trained model's answers survive it less")

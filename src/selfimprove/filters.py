@@ -138,14 +138,30 @@ def filter_outputs(cfg: Config, task: Task, prompts: list[str], outputs: list[li
     return v
 
 
+def votes(committee: Any, prompts: list[str]) -> list[str]:
+    """The committee's greedy vote on each prompt; an answer without EOS is marked ("\0" appended), so that it
+    never equals a label."""
+    outputs, finished, confidence = committee.generate(prompts)
+    out = []
+    for p, o, f, c in zip(prompts, outputs, finished, confidence):
+        v = vote(p, o, f, c)
+        out.append(v.label if v.finished else v.label + "\0")
+    return out
+
+
+def invariant_agrees(task: Task, committee: Any, prompts: list[str], labels: list[str]) -> list[bool]:
+    """Whether the committee's greedy vote on each prompt's invariant prompt (b+a for a+b) is its label.
+    Truth-free: both are the committee's own answers."""
+    return [t == lab for t, lab in zip(votes(committee, [task.invariant(p) for p in prompts]), labels)]
+
+
 def check_invariant(task: Task, committee: Any, prompts: list[str], v: Verdicts) -> float | None:
-    """The invariant filter: the committee's greedy vote on the task's invariant prompt of every kept label
-    (b+a for a+b) must be the label; otherwise the label is dropped. Truth-free: both are its own answers.
-    Returns the share of the checked labels it kept (None if none was)."""
+    """The invariant filter: drops every kept label that `invariant_agrees` rejects. Returns the share of the
+    checked labels it kept (None if none was)."""
     idx = [i for i, k in enumerate(v.kept) if k]
-    outputs, finished, confidence = committee.generate([task.invariant(prompts[i]) for i in idx])
-    for i, o, f, c in zip(idx, outputs, finished, confidence):
-        twin = vote(prompts[i], o, f, c)
-        if not (twin.finished and twin.label == v.labels[i]):
+    if not idx:
+        return None
+    for i, ok in zip(idx, invariant_agrees(task, committee, [prompts[i] for i in idx], [v.labels[i] for i in idx])):
+        if not ok:
             v.kept[i], v.drop_reason[i] = False, "invariant: answered otherwise"
-    return sum(v.kept[i] for i in idx) / len(idx) if idx else None
+    return sum(v.kept[i] for i in idx) / len(idx)

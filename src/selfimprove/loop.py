@@ -2,7 +2,7 @@
 guard -> commit.
 
     from selfimprove.config import load_config, dump_toml
-    from selfimprove.rundir import RunDir
+    from selfimprove.rundir import RunDir, trains
     cfg = load_config("quick", ["loop.rounds=2"])
     run_loop(cfg, RunDir.create(Path("runs/demo"), dump_toml(cfg), cfg.seed))
 
@@ -32,11 +32,10 @@ from selfimprove import guard
 from selfimprove.audit import check, held_out, label_quality
 from selfimprove.committee import Committee, LearnerFactory, build_learner, labelling
 from selfimprove.config import Config, TrainConfig
-from selfimprove.filters import filter_outputs
+from selfimprove.filters import filter_outputs, votes
 from selfimprove.noise import corrupt
 from selfimprove.planner import Plan, failed_attempts, plan
-from selfimprove.rundir import RunDir
-from selfimprove.signals import answers as answers_of
+from selfimprove.rundir import RunDir, trains
 from selfimprove.signals import drift, drift_probes, invariant, label_signals, self_invariant
 from selfimprove.tasks import Difficulty, Task, difficulty_key, stream_seed
 
@@ -98,11 +97,6 @@ def schedule(train: TrainConfig, r: int) -> tuple[int, int, int, float]:
 
 
 # --- the loop --------------------------------------------------------------------------------------
-
-
-def trains(m: dict[str, Any]) -> bool:
-    """Whether a recorded round's labels and weights are part of the run (the guard committed it)."""
-    return m.get("decision", "commit") == "commit"
 
 
 def run_loop(cfg: Config, run: RunDir, ui: UI | None = None, make_learner: LearnerFactory = build_learner
@@ -219,11 +213,12 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     # learn
     kept_labels = [lab if k else None for lab, k in zip(labels, kept)]
     steps, losses, accuracy, member_accuracy, audit_table, rejected = 0, [], {}, [], None, {}
-    solved = next((m["frontier"] for m in reversed(history) if trains(m)), None)
+    committed_frontier = next((m["frontier"] for m in reversed(history) if trains(m)), None)
+    solved = committed_frontier  # the run's models' frontier, unless this round commits new ones
     if decision == "commit":
         probes = drift_probes(task, trained, cfg.guard.drift_levels, cfg.guard.probe_problems, cfg.seed) if r else []
         if probes:  # the answers training may change, before it
-            before = answers_of(committee, probes)
+            before = votes(committee, probes)
         enter("learn")
         committee.add(r, diffs, prompts, kept_labels)
         steps, warmup, decay, peak = schedule(cfg.train, r)
@@ -237,7 +232,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
             accuracy, member_accuracy, solved, audit_table = check(committee, task, held, r, advance)
         if r > 0:
             enter("guard")
-            signals["drift"] = drift(before, answers_of(committee, probes)) if probes else None
+            signals["drift"] = drift(before, votes(committee, probes)) if probes else None
             signals["invariant_after"] = self_invariant(committee, task, difficulties, cfg.guard.probe_problems,
                                                         stream_seed(cfg.seed, "invariant-after", r))
             why = guard.after_training(cfg, signals)
@@ -245,7 +240,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
                 decision = "rollback"
                 rejected = {"rejected_audit": accuracy, "rejected_frontier": solved}
                 accuracy, member_accuracy = {}, []
-                solved = next((m["frontier"] for m in reversed(history) if trains(m)), None)
+                solved = committed_frontier
                 committee.load(run.verified_checkpoint(last_trained(history)))
                 committee.drop(r)
 

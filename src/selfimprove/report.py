@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from selfimprove.rundir import RunDir, RunError, atomic_write
+from selfimprove.rundir import RunDir, RunError, atomic_write, trains
 from selfimprove.tasks import difficulty_key
 
 __all__ = ["Run", "Report", "load_run", "verdict", "write_report"]
@@ -228,7 +228,7 @@ def verdict(run: Run) -> tuple[str, str]:
       counts as 0; two-axis tasks compare the largest i+j on the frontier).
     - stalled: otherwise.
     """
-    ms = sorted((m for m in run.metrics if m.get("decision", "commit") == "commit"), key=lambda m: m["round"])
+    ms = sorted(filter(trains, run.metrics), key=lambda m: m["round"])
     if len(ms) < 2:
         return "pending", "only round 0 is committed; the verdict needs a self-improvement round."
     for m in ms[1:]:

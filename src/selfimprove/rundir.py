@@ -22,6 +22,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
+def trains(m: dict[str, Any]) -> bool:
+    """Whether a recorded round's labels and weights are the run's: the guard committed it (a round recorded
+    before the guard existed has no decision and counts as committed)."""
+    return m.get("decision", "commit") == "commit"
+
+
 class RunError(RuntimeError):
     """A run directory that cannot be used as asked; the message says why and what to do."""
 
@@ -124,7 +130,7 @@ class RunDir:
         """The recorded rounds the guard committed: their labels and weights are the run's (a held,
         rolled-back or stopping round has no weights of its own; runs without decisions: every round)."""
         rounds = self.manifest()["rounds"]
-        return [r for r in self.committed() if rounds.get(f"{r:04d}", {}).get("decision", "commit") == "commit"]
+        return [r for r in self.committed() if trains(rounds.get(f"{r:04d}", {}))]
 
     def metrics(self) -> list[dict[str, Any]]:
         """Metrics of committed rounds only."""

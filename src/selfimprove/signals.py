@@ -2,7 +2,7 @@
 
     s = label_signals(task, prompts, outputs, finished, confidence, labels, kept, samples)
     s["invariant"] = invariant(committee, task, prompts, labels, kept, n)   # needs generation
-    before = answers(committee, probes); ...train...; s["drift"] = drift(before, answers(committee, probes))
+    before = votes(committee, probes); ...train...; s["drift"] = drift(before, votes(committee, probes))
 
 From the candidates (no generation): `unanimity` (share of problems whose K x N answers are all alike),
 `vote_share` (mean) and `vote_share_q10`, `support` (share of the kept labels that at least one answer
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from selfimprove.filters import vote
+from selfimprove.filters import invariant_agrees, vote, votes
 from selfimprove.tasks import Difficulty, Task, stream_seed
 
 
@@ -65,16 +65,6 @@ def label_signals(task: Task, prompts: list[str], outputs: list[list[str]], fini
     return s
 
 
-def answers(committee: Any, prompts: list[str]) -> list[str]:
-    """The committee's greedy vote on each prompt (EOS-less answers marked, so that they never match)."""
-    outputs, finished, confidence = committee.generate(prompts)
-    out = []
-    for p, o, f, c in zip(prompts, outputs, finished, confidence):
-        v = vote(p, o, f, c)
-        out.append(v.label if v.finished else v.label + "\0")
-    return out
-
-
 def invariant(committee: Any, task: Task, prompts: list[str], labels: list[str], kept: list[bool], n: int,
               seed: int) -> float | None:
     """Share of (up to n, drawn with `seed`) kept labels that the committee gives again when asked the task's
@@ -83,8 +73,8 @@ def invariant(committee: Any, task: Task, prompts: list[str], labels: list[str],
     if not idx:
         return None
     idx = sorted(np.random.default_rng(seed).permutation(idx)[:n].tolist())
-    again = answers(committee, [task.invariant(prompts[i]) for i in idx])  # type: ignore[misc]
-    return _mean([float(a == labels[i]) for a, i in zip(again, idx)])
+    return _mean([float(ok) for ok in invariant_agrees(task, committee, [prompts[i] for i in idx],
+                                                       [labels[i] for i in idx])])
 
 
 def self_invariant(committee: Any, task: Task, difficulties: list[Difficulty], n: int, seed: int) -> float | None:
@@ -94,7 +84,7 @@ def self_invariant(committee: Any, task: Task, difficulties: list[Difficulty], n
     twins = [task.invariant(p) for p in prompts]
     if not prompts or any(t is None for t in twins):
         return None
-    a, b = answers(committee, prompts), answers(committee, twins)  # type: ignore[arg-type]
+    a, b = votes(committee, prompts), votes(committee, twins)  # type: ignore[arg-type]
     return _mean([float(x == y) for x, y in zip(a, b)])
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from selfimprove.config import Config, ConfigError, load_config
+from selfimprove.rundir import trains
 
 
 def sweep_configs(source: str | None, overrides: list[str], sizes: list[int], agrees: list[float],
@@ -47,7 +48,7 @@ def _mean(values: list[Any]) -> float | None:
 
 def summarize(cfg: Config, metrics: list[dict[str, Any]]) -> dict[str, Any]:
     """One row: label quality and frontier over the rounds the guard committed; seconds over every round."""
-    committed = [m for m in metrics if m.get("decision", "commit") == "commit"]
+    committed = list(filter(trains, metrics))
     later = [m for m in committed if m["round"] > 0]
     return {
         "K": cfg.committee.size,
