@@ -280,3 +280,32 @@ def test_no_code_runs_outside_the_sandbox():
                     if n.split(".")[0] in FORBIDDEN_MODULES and n.split(".")[0] not in allowed:
                         found.append(f"{path.name}:{node.lineno} import {n}")
     assert found == []
+
+
+def test_command_runs_one_program_as_the_loop_does(box, tmp_path):
+    from typer.testing import CliRunner
+
+    from selfimprove.cli import app
+
+    runner = CliRunner()
+    good = tmp_path / "good.py"
+    good.write_text("def f(x):\n    return sorted(x)\n")
+    r = runner.invoke(app, ["sandbox", str(good), "--input", "[[3, 1, 2]]"])
+    assert r.exit_code == 0 and json.loads(r.stdout) == {"status": "ok", "outputs": [[1, 2, 3]], "reason": None}
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f(x):\n    while True:\n        pass\n")
+    r = runner.invoke(app, ["sandbox", str(bad), "--input", "[1]", "--timeout", "0.3"])
+    assert r.exit_code == 1 and json.loads(r.stdout)["status"] == "timeout"
+    r = runner.invoke(app, ["sandbox", str(good), "--input", "{1: 2}"])
+    assert r.exit_code == 2 and "--input is not JSON" in r.stderr
+
+
+def test_command_refuses_without_bubblewrap(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from selfimprove.cli import app
+
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    (tmp_path / "p.py").write_text("def f(x):\n    return x\n")
+    r = CliRunner().invoke(app, ["sandbox", str(tmp_path / "p.py")])
+    assert r.exit_code == 2 and "apt-get install bubblewrap" in r.stderr and r.stdout == ""

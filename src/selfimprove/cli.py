@@ -8,11 +8,13 @@
     selfimprove judge RUN [RUN ...] [--rounds] [--json]
     selfimprove tasks
     selfimprove eval RUN [--round R] [--difficulty D ...] [--samples N] [--json] [--out FILE]
+    selfimprove sandbox PROGRAM.py [--input JSON] [--timeout S]
 """
 
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from contextlib import contextmanager
@@ -403,6 +405,41 @@ def eval_(
     console.print(f"frontier: {result['frontier']}", markup=False)
     if out is not None:
         console.print(f"json: {out}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def sandbox(
+    program: Annotated[Path, typer.Argument(metavar="PROGRAM.py", help="Python source that defines f")],
+    input_: Annotated[str, typer.Option("--input", help="JSON list of inputs; f is called on each")] = "[]",
+    timeout: Annotated[float, typer.Option(help="wall-clock seconds before the program's processes are killed")] = 2.0,
+) -> None:
+    """Run one untrusted program in the sandbox exactly as the loop does (bubblewrap, no network, a
+    read-only /usr, limits) and print its result as JSON: status, outputs, reason. Exit 0 when the
+    program ran to its outputs, 1 when it failed (error, timeout, memory, output, crash), 2 when the
+    sandbox cannot run here."""
+    from selfimprove.sandbox import Limits, Sandbox, SandboxUnavailable
+
+    try:
+        source = program.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"cannot read {program}: {e}")
+    try:
+        inputs = json.loads(input_)
+    except ValueError as e:
+        fail(f"--input is not JSON ({e}); give a JSON list of inputs, e.g. --input '[[3, 1, 2]]'")
+    if not isinstance(inputs, list):
+        fail(f"--input must be a JSON list of inputs (f is called on each), got {input_}; e.g. --input '[[3, 1, 2]]'")
+    try:
+        limits = Limits(timeout=timeout, cpu=max(1, math.ceil(timeout)))
+    except ValueError as e:
+        fail(str(e))
+    try:
+        with Sandbox(workers=1, limits=limits) as box:
+            result = box.run(source, inputs)
+    except SandboxUnavailable as e:
+        fail(str(e))
+    typer.echo(json.dumps({"status": result.status, "outputs": result.outputs, "reason": result.reason}))
+    raise typer.Exit(0 if result.ok else 1)
 
 
 def main() -> None:
