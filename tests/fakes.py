@@ -156,3 +156,28 @@ def record_training(monkeypatch) -> list[str]:
 
     monkeypatch.setattr(FakeLearner, "train", train)
     return trained
+
+
+# --- programs (task `program`): a test task shows the hidden program after the prompt ----------------
+
+PROGRAM_SHARES = [{1: 1.0, 2: 1.0, 3: 0.8}, {1: 1.0, 2: 1.0, 3: 0.6}, {1: 1.0, 2: 0.9, 3: 0.4}]
+
+
+def program_answer(seed: int, k: int, prompt: str) -> str:
+    """Right on PROGRAM_SHARES[k] of the prompts of d operations, as the hidden program itself or (half the
+    time) with `|rev|rev` after it, which does the same; wrong: without its last operation."""
+    hidden = prompt.split("=")[1]
+    d = hidden.count("|")
+    if draw(seed, prompt) < PROGRAM_SHARES[k].get(d, 0.0):
+        return hidden + "|rev|rev" * (draw(seed + 1, prompt) < 0.5)
+    return hidden[:hidden.rindex("|")]
+
+
+class ProgramLearner(FakeLearner):
+    def generate(self, prompts, budgets, batch_size=1024, samples=1, temperature=0.0, top_p=1.0, seed=0):
+        texts = [program_answer(sample_seed(self.seed, s), self.k, p) for p in prompts for s in range(samples)]
+        return texts, [True] * len(texts), [RIGHT_CONFIDENCE] * len(texts)
+
+
+def program_learner(cfg, task, seed) -> ProgramLearner:
+    return ProgramLearner(task.alphabet, seed, (seed - cfg.seed) // 1000)

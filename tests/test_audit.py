@@ -30,12 +30,13 @@ def test_label_quality_by_hand():
     kept = [True, True, False, True, False]
     answers = labels  # the committee's answer is the label
     # kept: a (right), b (wrong), d (right) -> precision 2/3; right answers: a, c, d -> kept 2 of 3
-    assert label_quality(labels, kept, answers, truths) == (2 / 3, 2 / 3)
+    task, p = get_task("copy"), ["?"] * 5
+    assert label_quality(task, p, labels, kept, answers, truths) == (2 / 3, 2 / 3, [True, False, None, True, None])
     # labels differ from answers after noise: precision reads the label, recall the answer
     noisy = ["a", "b", "c", "z", "e"]
-    assert label_quality(noisy, kept, answers, truths) == (1 / 3, 2 / 3)
-    assert label_quality(labels, [False] * 5, answers, truths) == (None, 0.0)
-    assert label_quality(["q"], [True], ["q"], ["r"]) == (0.0, None)
+    assert label_quality(task, p, noisy, kept, answers, truths)[:2] == (1 / 3, 2 / 3)
+    assert label_quality(task, p, labels, [False] * 5, answers, truths) == (None, 0.0, [None] * 5)
+    assert label_quality(task, ["?"], ["q"], [True], ["q"], ["r"])[:2] == (0.0, None)
 
 
 @pytest.mark.parametrize("problems", ["shared", "per_member"])

@@ -2,7 +2,7 @@
 labels. Truth is read here for metrics only; nothing in this module decides anything in the loop.
 
     accuracy, members, solved, table = check(committee, task, held_out(task, cfg, r, trained), r)
-    precision, recall = label_quality(labels, kept, answers, truths)
+    precision, recall, label_correct = label_quality(task, prompts, labels, kept, answers, truths)
 """
 
 from __future__ import annotations
@@ -53,9 +53,13 @@ def check(committee: Any, task: Task, batches: list[Batch], r: int, progress=Non
     truths = [t for b in batches for t in b.truths]
     diffs = [list(b.difficulty) for b in batches for _ in b.prompts]
     outputs, finished, confidence = committee.generate(prompts, progress)
-    answers = [vote(p, o, f, c).label for p, o, f, c in zip(prompts, outputs, finished, confidence)]
-    correct = np.array([a == t for a, t in zip(answers, truths)])
-    member_correct = np.array([[o == t for o in outs] for outs, t in zip(outputs, truths)])
+    keys = task.behaviours(prompts, outputs) or [None] * len(prompts)  # a program task votes by execution
+    answers = [vote(*args).label for args in zip(prompts, outputs, finished, confidence, keys)]
+    # every member's answer judged once (`Task.correct`); the vote's answer is one of them
+    ok = task.correct([p for p, outs in zip(prompts, outputs) for _ in outs], [o for outs in outputs for o in outs],
+                      [t for t, outs in zip(truths, outputs) for _ in outs])
+    member_correct = np.array(ok, dtype=bool).reshape(len(prompts), committee.size)
+    correct = np.array([row[outs.index(a)] for row, outs, a in zip(member_correct, outputs, answers)], dtype=bool)
     edges = np.cumsum([0] + [len(b.prompts) for b in batches])
     spans = [(b, edges[i], edges[i + 1]) for i, b in enumerate(batches)]  # each difficulty's rows
     accuracy = {b.difficulty: float(correct[i:j].mean()) for b, i, j in spans}
@@ -66,9 +70,14 @@ def check(committee: Any, task: Task, batches: list[Batch], r: int, progress=Non
     return {difficulty_key(d): a for d, a in accuracy.items()}, members, frontier(task, accuracy), table
 
 
-def label_quality(labels, kept, answers, truths) -> tuple[float | None, float | None]:
-    """label_precision: share of kept (training) labels that are correct; label_recall: share of the
-    candidates whose committee answer is correct that were kept. None where the share has no denominator."""
-    good = [lab == t for lab, t, k in zip(labels, truths, kept) if k]
-    right = [k for a, t, k in zip(answers, truths, kept) if a == t]
-    return (sum(good) / len(good) if good else None), (sum(right) / len(right) if right else None)
+def label_quality(task: Task, prompts, labels, kept, answers, truths):
+    """label_precision: share of kept (training) labels that are correct (`Task.correct`); label_recall: share
+    of the candidates whose committee answer is correct that were kept (None where a share has no
+    denominator); and each label's correctness (None where not kept)."""
+    idx = [i for i, k in enumerate(kept) if k]
+    good = task.correct([prompts[i] for i in idx], [labels[i] for i in idx], [truths[i] for i in idx])
+    right = [k for k, ok in zip(kept, task.correct(prompts, answers, truths)) if ok]
+    label_correct: list[bool | None] = [None] * len(labels)
+    for i, g in zip(idx, good):
+        label_correct[i] = bool(g)
+    return (sum(good) / len(good) if good else None), (sum(right) / len(right) if right else None), label_correct

@@ -5,6 +5,8 @@ outputs, never truth. Filters run in the configured order; the first drop wins.
 
 The candidate label is the committee's most common answer (exact match, EOS included) among all its
 answers (K members x N samples each); `majority` keeps it when at least `agree` of the answers are it.
+A task whose answers are programs votes by execution instead (`Task.behaviours`): answers that do the same
+on fresh probe inputs count as one; a failing behaviour ("sandbox: timeout") or a tie is dropped.
 A label with a character outside the task's alphabet is dropped whatever the filters.
 """
 
@@ -12,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from selfimprove.tasks import Task
@@ -29,6 +31,8 @@ class Candidate:
     confidence: float  # smallest probability of a chosen token, mean over the members that gave the label
     vote_share: float  # share of the answers (K members x N samples) that are the label
     tied: bool = False  # another answer was given as often
+    failure: str | None = None  # execution voting: the most common behaviour is a failure ("sandbox: timeout")
+    verified: bool | None = None  # the task's verifier on the label, where it ran in a batch beforehand
 
 
 @dataclass
@@ -40,12 +44,18 @@ class Verdicts:
     invariant: float | None = None  # share of the labels the invariant filter checked that it kept
 
 
-def vote(prompt: str, outputs: list[str], finished: list[bool], confidence: list[float]) -> Candidate:
-    ranked = Counter(zip(outputs, finished)).most_common(2)
-    (label, done), count = ranked[0]
-    agree = [c for o, f, c in zip(outputs, finished, confidence) if (o, f) == (label, done)]
+def vote(prompt: str, outputs: list[str], finished: list[bool], confidence: list[float],
+         keys: list[str] | None = None) -> Candidate:
+    """The most common answer; with `keys` (execution voting: what each answer does, `Task.behaviours`) the
+    most common behaviour, labelled by its most common answer."""
+    keys = outputs if keys is None else keys
+    ranked = Counter(zip(keys, finished)).most_common(2)
+    (key, done), count = ranked[0]
+    group = [(o, c) for o, k, f, c in zip(outputs, keys, finished, confidence) if (k, f) == (key, done)]
+    label = Counter(o for o, _ in group).most_common(1)[0][0]
     tied = len(ranked) > 1 and ranked[1][1] == count
-    return Candidate(prompt, label, done, sum(agree) / len(agree), count / len(outputs), tied)
+    failure = key[1:] if key is not label and key.startswith("\0") else None
+    return Candidate(prompt, label, done, sum(c for _, c in group) / len(group), count / len(outputs), tied, failure)
 
 
 @dataclass(frozen=True)
@@ -72,7 +82,8 @@ def _length(task: Task, c: Candidate, t: Thresholds) -> str | None:
 
 def _verify(task: Task, c: Candidate, t: Thresholds) -> str | None:
     """The task's truth-free verifier (a maze path must be valid and join the asked endpoints)."""
-    return None if c.finished and task.verify(c.prompt, c.label) else "verify: failed"
+    verified = task.verify(c.prompt, c.label) if c.verified is None else c.verified
+    return None if c.finished and verified else "verify: failed"
 
 
 def _confidence(task: Task, c: Candidate, t: Thresholds) -> str | None:
@@ -97,11 +108,17 @@ def apply_filters(names: list[str], task: Task, prompts: list[str], outputs: lis
     thresholds = Thresholds(agree, min_confidence)
     alphabet = set(task.alphabet)
     v = Verdicts([], [], [], [])
-    for prompt, outs, dones, confs in zip(prompts, outputs, finished, confidence):
-        c = vote(prompt, outs, dones, confs)
+    keys = task.behaviours(prompts, outputs) or [None] * len(prompts)
+    candidates = [vote(*args) for args in zip(prompts, outputs, finished, confidence, keys)]
+    if "verify" in names:  # one batch (a verifier that runs programs starts them all at once)
+        candidates = [replace(c, verified=ok) for c, ok in
+                      zip(candidates, task.verify_many(prompts, [c.label for c in candidates]))]
+    for c, key in zip(candidates, keys):
         # a model with a larger vocabulary than the task's (a Hugging Face model) can answer in any character;
         # such a label could not even be trained on
         reason = None if alphabet.issuperset(c.label) else "alphabet: not the task's characters"
+        if reason is None and key is not None:  # execution voting drops failures and ties whatever the filters
+            reason = c.failure or ("vote: tie" if c.tied else None)
         for name in names if reason is None else []:
             reason = FILTERS[name](task, c, thresholds)
             if reason is not None:

@@ -193,7 +193,8 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
                                     np.random.default_rng(stream_seed(cfg.seed, "noise", r)))
     n_kept = sum(kept)
     drop_reasons = dict(Counter(x for x in reasons if x is not None))
-    precision, recall = label_quality(labels, kept, answers, truths)  # truth: metrics (and the oracle guard)
+    precision, recall, label_correct = (None, None, [True] * n) if r == 0 else \
+        label_quality(task, prompts, labels, kept, answers, truths)  # truth: metrics (and the oracle guard)
 
     # guard, before training: the labels' signals (label-free)
     decision, why = "commit", None
@@ -296,7 +297,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
         "member": [who if r else [] for _ in range(n)], "sample": [which if r else [] for _ in range(n)],
         "finished": finished, "confidence": confidence, "label": kept_labels, "kept": kept, "drop_reason": reasons,
         "vote_share": shares, "corrupted": corrupted, "truth": truths,
-        "label_correct": [lab == tr if k else None for lab, tr, k in zip(labels, truths, kept)],
+        "label_correct": label_correct,
     }, schema=CANDIDATE_SCHEMA)
     tables = {"candidates": candidates, **({"audit": audit_table} if audit_table is not None else {})}
     run.commit_round(r, tables, committee.save if decision == "commit" else lambda folder: [], metrics)

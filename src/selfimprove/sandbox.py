@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
@@ -181,36 +181,61 @@ def parse(line: bytes, n_inputs: int) -> Result | None:
 
 
 class Sandbox:
-    """A pool of `workers` sandboxes (started on first use); `run_many` spreads jobs over them."""
+    """A pool of `workers` sandboxes, each served by a thread of its own for the pool's life (bubblewrap
+    dies with the thread that started it: `--die-with-parent`); `run_many` spreads jobs over them."""
 
     def __init__(self, workers: int = 2, limits: Limits | None = None):
         if workers < 1:
             raise ValueError(f"a sandbox needs at least one worker, got {workers}")
         self.limits = limits or Limits()
         bwrap = _preflight()
-        self.idle: queue.Queue[_Worker] = queue.Queue()
-        self.workers = [_Worker(bwrap) for _ in range(workers)]
-        for w in self.workers:
-            self.idle.put(w)
-        self.workers[0].start()  # fail here, with the reason, when no sandbox can start
-        self.lock = threading.Lock()
+        self.jobs: queue.SimpleQueue = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        for _ in range(workers):
+            ready: Future = Future()
+            thread = threading.Thread(target=self._serve, args=(_Worker(bwrap), ready), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+            try:
+                ready.result()  # fail here, with the reason, when no sandbox can start
+            except SandboxUnavailable:
+                self.close()
+                raise
+
+    def _serve(self, worker: _Worker, ready: Future) -> None:
+        try:
+            worker.start()
+        except BaseException as e:  # noqa: BLE001 (handed to the caller)
+            ready.set_exception(e)
+            return
+        ready.set_result(None)
+        try:
+            while (job := self.jobs.get()) is not None:
+                future, source, inputs = job
+                try:
+                    future.set_result(worker.run(source, inputs, self.limits))
+                except BaseException as e:  # noqa: BLE001 (handed to the caller)
+                    future.set_exception(e)
+        finally:
+            worker.stop()
 
     def run(self, source: str, inputs: list[Any]) -> Result:
-        worker = self.idle.get()
-        try:
-            return worker.run(source, inputs, self.limits)
-        finally:
-            self.idle.put(worker)
+        return self.run_many([(source, inputs)])[0]
 
     def run_many(self, jobs: list[tuple[str, list[Any]]]) -> list[Result]:
-        if len(self.workers) == 1 or len(jobs) < 2:
-            return [self.run(s, i) for s, i in jobs]
-        with ThreadPoolExecutor(len(self.workers)) as pool:
-            return list(pool.map(lambda job: self.run(*job), jobs))
+        futures = []
+        for source, inputs in jobs:
+            futures.append(Future())
+            self.jobs.put((futures[-1], source, inputs))
+        return [f.result() for f in futures]
 
     def close(self) -> None:
-        for w in self.workers:
-            w.stop()
+        for thread in self.threads:
+            if thread.is_alive():
+                self.jobs.put(None)
+        for thread in self.threads:
+            thread.join()
+        self.threads = []
 
     def __enter__(self) -> Sandbox:
         return self

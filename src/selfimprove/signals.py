@@ -61,7 +61,9 @@ def label_signals(task: Task, prompts: list[str], outputs: list[list[str]], fini
                      for outs in outputs for k in range(0, len(outs), samples)]
         s["sample_agreement"] = _mean(agreement)
     if type(task).verify is not Task.verify:
-        s["verified"] = _mean([float(bool(task.verify(p, lab))) for p, lab, k in zip(prompts, labels, kept) if k])
+        idx = [i for i, k in enumerate(kept) if k]
+        s["verified"] = _mean([float(bool(ok)) for ok in task.verify_many([prompts[i] for i in idx],
+                                                                          [labels[i] for i in idx])])
     return s
 
 

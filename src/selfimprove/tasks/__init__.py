@@ -34,7 +34,7 @@ def get_task(name: str) -> Task:
     return TASKS[name]
 
 
-from selfimprove.tasks import arithmetic, maze, multiply, strings  # noqa: E402,F401  (registration)
+from selfimprove.tasks import arithmetic, maze, multiply, programs, strings  # noqa: E402,F401  (registration)
 
 __all__ = ["TASKS", "Batch", "Difficulty", "Task", "difficulty_key", "get_task", "hash_uniform", "register",
            "stream_seed"]

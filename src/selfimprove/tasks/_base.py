@@ -118,6 +118,21 @@ class Task:
         None when the task has no verifier. It may read the prompt and the answer, never the truth."""
         return None
 
+    def verify_many(self, prompts: list[str], answers: list[str]) -> list[bool | None]:
+        """`verify` over many answers at once (a task whose verifier runs programs batches them)."""
+        return [self.verify(p, a) for p, a in zip(prompts, answers)]
+
+    def behaviours(self, prompts: list[str], outputs: list[list[str]]) -> list[list[str]] | None:
+        """Execution voting: for each prompt, a key per answer saying what the answer does (its outputs on
+        fresh probe inputs), so that the vote counts answers that behave alike as one; None (the default)
+        votes on the answers' text."""
+        return None
+
+    def correct(self, prompts: list[str], answers: list[str], truths: list[str]) -> list[bool]:
+        """Whether each answer is right (the audit's and label precision's question; reads truth): equal to
+        the truth, unless a task judges answers by what they do."""
+        return [a == t for a, t in zip(answers, truths)]
+
     def invariant(self, prompt: str) -> str | None:
         """A truth-free consistency check (a guard signal): another prompt whose correct answer is the
         same as this one's (a+b and b+a), or None when the task declares none. A model whose answers
