@@ -61,7 +61,7 @@ def test_runs_a_program_and_returns_its_outputs_as_data(box):
 
 
 def test_jobs_spread_over_workers_each_get_their_own_result():
-    sources = [f"import os\ndef f(x):\n    open('/tmp/mine', 'a').write('{i}')\n    return [x, open('/tmp/mine').read()]\n"
+    sources = [f"def f(x):\n    open('/tmp/mine', 'a').write('{i}')\n    return [x, open('/tmp/mine').read()]\n"
                for i in range(40)]
     with Sandbox(workers=2) as two:
         results = two.run_many([(s, [i]) for i, s in enumerate(sources)])
@@ -114,7 +114,7 @@ def test_no_network(box):
 
 def test_cannot_write_outside_its_scratch_folder(box, tmp_path):
     target = tmp_path / "planted"
-    r = box.run(program(f"""
+    r = box.run(program("""
         def f(path):
             try:
                 open(path, "w").write("x")
