@@ -242,6 +242,38 @@ def test_paper_pretrained_preset_validates_and_runs_a_round_on_the_fixture_model
     assert run.manifest()["learner"]["model"] == str(model_dir)
 
 
+def test_hf_program_preset_runs_a_round_through_the_sandbox(tmp_path):
+    """The program task's Hugging Face preset on a tiny Llama with a character tokenizer for every character
+    a program may hold: the sampled programs are run, voted on by execution and verified in the sandbox."""
+    from selfimprove.sandbox import SandboxUnavailable
+    from selfimprove.tasks import get_task, programs
+
+    try:
+        programs.sandbox()
+    except SandboxUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the program task's tests: {e}")
+        pytest.skip(str(e))
+    folder = tmp_path / "char-llama"
+    torch.manual_seed(0)
+    model, tokenizer = char_llama(get_task("program").alphabet, ModelConfig(n_layer=2, n_head=2, d_model=32, d_ff=64))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    cfg = load_config("hf-program")
+    assert cfg.learner.lora_rank == 16 and cfg.committee.samples == 3 and "verify" in cfg.loop.filters
+    small = [f"learner.model={folder}", "learner.lora_rank=4", "device=cpu", f"out_dir={tmp_path}", "task.base=1",
+             "train.steps=4", "train.round_steps=2", "train.batch_size=8", "loop.rounds=1", "loop.seed_problems=20",
+             "loop.problems=20", "audit.problems=5", "audit.below=1", "audit.above=1"]
+    cfg = load_config("hf-program", small)
+    run = RunDir.create(Path(cfg.out_dir) / cfg.name, dump_toml(cfg), cfg.seed, learner=check(cfg))
+    history = run_loop(cfg, run)
+    assert [m["round"] for m in history] == [0, 1] and history[1]["n_generated"] == 20
+    c = run.candidates(1).to_pydict()
+    assert all(len(outs) == 3 for outs in c["outputs"]) and not any(c["kept"])  # untrained: nothing verifies
+    assert set(history[1]["drop_reasons"]) <= {"majority: too few agree", "vote: tie", "verify: failed"} | {
+        f"sandbox: {s}" for s in ("error", "timeout", "memory", "output", "crash")}
+
+
 def cli(*args, cwd):
     import subprocess
 

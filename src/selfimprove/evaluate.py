@@ -97,18 +97,24 @@ def resolve(root: Path, round_: int | None = None, difficulties: list[Difficulty
 
 # --- scoring --------------------------------------------------------------------------------------
 
-def _score(prompts: list[str], truths: list[str], answers, k: int) -> dict[str, Any]:
+def _score(task: Task, prompts: list[str], truths: list[str], answers, k: int) -> dict[str, Any]:
     """`answers` = (outputs, finished, confidence) as [prompt][answer], member j's at j*n ... (j+1)*n - 1:
     the share of prompts where some answer is right ("pass") and where the vote of the answers is right
-    ("maj"), over all answers and per member ("members_pass", "members_maj")."""
+    ("maj"), over all answers and per member ("members_pass", "members_maj"); right as `Task.correct` says
+    (a program task: by behaviour, its vote by execution)."""
     outputs, finished, confidence = answers
     n = len(outputs[0]) // k
+    keys = task.behaviours(prompts, outputs) or [[None] * (k * n) for _ in prompts]
+    ok = task.correct([p for p in prompts for _ in range(k * n)], [o for outs in outputs for o in outs],
+                      [t for t in truths for _ in range(k * n)])
+    right = np.array(ok, dtype=bool).reshape(len(prompts), k, n)
 
     def maj(i: int, a: int, b: int) -> bool:
-        return vote(prompts[i], outputs[i][a:b], finished[i][a:b], confidence[i][a:b]).label == truths[i]
+        key = keys[i][a:b] if keys[i][0] is not None else None
+        label = vote(prompts[i], outputs[i][a:b], finished[i][a:b], confidence[i][a:b], key).label
+        return bool(right[i].reshape(-1)[outputs[i].index(label)])
 
     rows = range(len(prompts))
-    right = np.array([[o == t for o in outs] for outs, t in zip(outputs, truths)]).reshape(len(prompts), k, n)
     return {"pass": float(right.any(axis=(1, 2)).mean()),
             "maj": float(np.mean([maj(i, 0, k * n) for i in rows])),
             "members_pass": right.any(axis=2).mean(axis=0).tolist(),
@@ -131,7 +137,7 @@ def evaluate(spec: EvalSpec, make_learner: LearnerFactory = build_learner, advan
         accuracy, members, solved, _ = check(committee, spec.task, batches, spec.round, advance)
         for b in batches if s else []:  # one difficulty at a time: its samples do not depend on the others asked
             answers = committee.generate(b.prompts, advance, replace(s, seed=stream_seed(s.seed, b.difficulty)))
-            sampled_scores[difficulty_key(b.difficulty)] = _score(b.prompts, b.truths, answers, k)
+            sampled_scores[difficulty_key(b.difficulty)] = _score(spec.task, b.prompts, b.truths, answers, k)
     finally:
         committee.close()
 
