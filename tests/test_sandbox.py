@@ -191,6 +191,22 @@ def test_cannot_see_or_signal_processes_outside(box):
         victim.wait()
 
 
+def test_cannot_read_proc_of_the_evaluator(box):
+    r = box.run(program("""
+        import os
+        def f(pid):
+            out = []
+            for part in ("environ", "cmdline", "status", "fd"):
+                try:
+                    os.listdir(f"/proc/{pid}/{part}") if part == "fd" else open(f"/proc/{pid}/{part}").read()
+                    out.append("read")
+                except OSError as e:
+                    out.append(type(e).__name__)
+            return out
+        """), [os.getpid()])
+    assert r.outputs == [["FileNotFoundError"] * 4], r  # the evaluator is not in the sandbox's PID namespace
+
+
 def test_cannot_reach_the_server_to_forge_another_jobs_result(box):
     """The server is not dumpable: its descriptors (the pipe results go back on) and memory are closed to jobs."""
     r = box.run(program("""
