@@ -119,7 +119,7 @@ def test_hostile_programs_cost_one_candidate_each_and_the_round_carries_on():
 @pytest.fixture
 def program_overrides(fake_overrides):
     return [*fake_overrides, "task.name=program_shown", "task.base=2", "loop.filters=['verify']",
-            "loop.problems=60", "loop.rounds=1", "audit.problems=40", "audit.below=2", "audit.above=1",
+            "loop.problems=60", "loop.rounds=1", "audit.problems=150", "audit.below=2", "audit.above=1",
             "guard.mode=off"]
 
 
@@ -144,4 +144,13 @@ def test_loop_judges_labels_by_behaviour(program_overrides):
     a = pq.read_table(run_dir.round_dir(1) / "audit.parquet").to_pydict()
     suffixed = [ok for out, ok in zip(a["output"], a["correct"]) if out.endswith("|rev|rev")]
     assert suffixed and all(suffixed)
-    assert m["audit"]["1"] == m["audit"]["2"] == 1.0 and m["audit"]["3"] < 1.0
+    assert m["audit"]["1"] == m["audit"]["2"] == 1.0
+    # the audit's vote is by execution too: right when two of the three programs behave as the hidden one
+    hard = [p for p, d in zip(a["prompt"], a["difficulty"]) if d == [3]]
+    answers = [[fakes.program_answer(s, k, p) for k, s in enumerate(seeds)] for p in hard]
+    right = [sum(o.removesuffix("|rev|rev") == p.split("=")[1] for o in outs) >= 2 for p, outs in zip(hard, answers)]
+    assert m["audit"]["3"] == sum(right) / len(right) < 1.0
+    # a vote on the text would not: where the first answer is wrong and the two right ones are written
+    # differently, three texts tie and the first wins
+    assert any(r and len(set(outs)) == 3 and outs[0].removesuffix("|rev|rev") != p.split("=")[1]
+               for p, outs, r in zip(hard, answers, right))
