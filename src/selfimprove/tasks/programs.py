@@ -25,7 +25,7 @@ import numpy as np
 from selfimprove.tasks import register
 from selfimprove.tasks._base import Batch, Task, stream_seed
 
-EXAMPLES, LENGTH = 3, 6  # examples in a prompt, digits in each example's input
+EXAMPLES, LENGTH = 3, 5  # examples in a prompt, digits in each example's input
 PROBES, HIDDEN, HIDDEN_LENGTH = 6, 8, 8  # probe inputs (voting), hidden inputs (audit), their length
 MAX_OPS = 9  # nine digits touched (or eight and rev): a map's target needs a digit left untouched
 
@@ -102,6 +102,23 @@ def fresh_inputs(prompt: str, stream: str, n: int, length: int) -> list[list[int
     return xs.tolist()
 
 
+def place(xs: np.ndarray, touched: list[int], rng: np.random.Generator) -> None:
+    """Write every touched digit into the examples' inputs, each in a place of its own: in two examples
+    while places last (what a digit becomes shows twice), in one at least."""
+    free = [list(rng.permutation(xs.shape[1])) for _ in range(xs.shape[0])]
+    rows = [list(rng.permutation(xs.shape[0])) for _ in touched]
+    for copy in range(2):
+        for digit, order in zip(touched, rows):
+            row = next((r for r in order[copy:] if free[r]), None)
+            if row is None:
+                if copy == 0:
+                    raise ValueError("more touched digits than places in the examples")
+                continue
+            xs[row, free[row].pop()] = digit
+            order.remove(row)
+            order.insert(0, row)
+
+
 class Programs(Task):
     name = "program"
     axes = ("ops",)
@@ -139,9 +156,8 @@ class Programs(Task):
             rng = np.random.default_rng([seed, d, i])
             program = self.hidden(rng, d)
             xs = rng.integers(0, 10, size=(EXAMPLES, LENGTH))
-            touched = sorted({int(m.group(1) or m.group(3)) for m in _OP.finditer(program) if not m.group(4)})
-            # every digit the program touches shows in some example, each in a place of its own
-            xs.flat[rng.choice(EXAMPLES * LENGTH, size=len(touched), replace=False)] = touched
+            touched = [int(m.group(1) or m.group(3)) for m in _OP.finditer(program) if not m.group(4)]
+            place(xs, touched, rng)
             prompts.append(";".join("".join(map(str, x)) + ">" + "".join(map(str, interpret(program, x)))
                                     for x in xs.tolist()) + "=")
             truths.append(program)
