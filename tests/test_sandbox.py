@@ -342,3 +342,14 @@ def test_command_refuses_without_bubblewrap(monkeypatch, tmp_path):
     (tmp_path / "p.py").write_text("def f(x):\n    return x\n")
     r = CliRunner().invoke(app, ["sandbox", str(tmp_path / "p.py")])
     assert r.exit_code == 2 and "apt-get install bubblewrap" in r.stderr and r.stdout == ""
+
+
+def test_a_run_of_a_program_task_refuses_before_writing_without_bubblewrap(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from selfimprove.cli import app
+
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    r = CliRunner().invoke(app, ["run", "cpu-program", "--set", f"out_dir={tmp_path}"])
+    assert r.exit_code == 2 and "runs the model's programs" in r.stderr and "apt-get install bubblewrap" in r.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -70,6 +70,13 @@ def _check_extras(cfg) -> dict:
         from selfimprove.hf import check
 
         learner = check(cfg)
+    if cfg.task.build().runs_code:  # no round may start that could not run its programs in the sandbox
+        from selfimprove.sandbox import Sandbox, SandboxUnavailable
+
+        try:
+            Sandbox(workers=1).close()
+        except SandboxUnavailable as e:
+            raise ConfigError(f"task {cfg.task.name!r} runs the model's programs: {e}") from None
     if cfg.tracking == "tensorboard":
         try:
             import tensorboardX  # noqa: F401

@@ -71,6 +71,7 @@ class Task:
     axes: tuple[str, ...] = ()
     alphabet: str = ""  # every character a prompt or answer may contain
     description: str = ""
+    runs_code: bool = False  # answers are programs, run in the sandbox (a run checks for it before it starts)
 
     def sample(self, difficulty: Difficulty, index: Sequence[int] | np.ndarray, seed: int) -> Batch:
         raise NotImplementedError

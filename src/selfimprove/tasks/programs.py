@@ -122,6 +122,7 @@ def place(xs: np.ndarray, touched: list[int], rng: np.random.Generator) -> None:
 class Programs(Task):
     name = "program"
     axes = ("ops",)
+    runs_code = True
     alphabet = "".join(map(chr, range(32, 127)))  # an answer is any one-line Python expression
     description = "write x|op|op... (sub(a,b), drop(k), rev) that turns each example's input into its output"
 
