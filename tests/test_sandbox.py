@@ -350,6 +350,9 @@ def test_a_run_of_a_program_task_refuses_before_writing_without_bubblewrap(monke
     from selfimprove.cli import app
 
     monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
-    r = CliRunner().invoke(app, ["run", "cpu-program", "--set", f"out_dir={tmp_path}"])
+    small = ["loop.rounds=1", "train.steps=2", "train.round_steps=1", "loop.seed_problems=10", "loop.problems=10",
+             "audit.problems=2", "model.d_model=8", "model.d_ff=16", "model.n_head=1", "model.n_layer=1"]
+    r = CliRunner().invoke(app, ["run", "cpu-program", "--set", f"out_dir={tmp_path}", *(a for o in small for a in
+                                                                                        ("--set", o))])
     assert r.exit_code == 2 and "runs the model's programs" in r.stderr and "apt-get install bubblewrap" in r.stderr
     assert list(tmp_path.iterdir()) == []
