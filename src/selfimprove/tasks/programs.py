@@ -2,16 +2,18 @@
 operations; the answer is a Python expression over the input list `x` that reproduces them, run in
 the sandbox (`selfimprove.sandbox`), never in this process.
 
-    "403517>307514;..." -> "x|sub(4,3)|drop(9)|rev"   (difficulty (3,): three operations)
+    "0>0;1>1;2>6;3>3;4>4;5>5;6>6;7>;8>6;9>9;0123456789>01634566=" -> "x|sub(2,6)|drop(7)|sub(8,6)"
 
 The primitives, written with `|` (x|op applies op to x): `sub(a,b)` maps every digit a to b, `drop(k)`
 filters every k out, `rev` reverses. A hidden program applies its maps and filters to distinct digits
 (a map's target is never another operation's digit, so they commute and their order does not matter)
-and perhaps reverses at the end; every digit it touches shows in the examples, so the examples
-determine its behaviour on every input. Any program that behaves the same is right: the verifier runs
-a candidate on the prompt's own examples (truth-free), execution voting groups the committee's
-programs by their outputs on fresh probe inputs, and the audit runs them on hidden inputs and compares
-with the hidden program's outputs, computed here by interpreting its operations (never by running it).
+and perhaps reverses at the end. The examples are its outputs on each one-digit list and on 0..9, so
+they determine its behaviour on every input (and show what each digit becomes where a tiny model can
+read it: difficulty d is how many operations it must find and write). Any program that behaves the
+same is right: the verifier runs a candidate on the prompt's own examples (truth-free), execution
+voting groups the committee's programs by their outputs on fresh probe inputs, and the audit runs them
+on hidden inputs and compares with the hidden program's outputs, computed here by interpreting its
+operations (never by running it).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import numpy as np
 from selfimprove.tasks import register
 from selfimprove.tasks._base import Batch, Task, stream_seed
 
-EXAMPLES, LENGTH = 3, 5  # examples in a prompt, digits in each example's input
+EXAMPLES = [[v] for v in range(10)] + [list(range(10))]  # the inputs a prompt shows the program's outputs on
 PROBES, HIDDEN, HIDDEN_LENGTH = 6, 8, 8  # probe inputs (voting), hidden inputs (audit), their length
 MAX_OPS = 9  # nine digits touched (or eight and rev): a map's target needs a digit left untouched
 
@@ -102,23 +104,6 @@ def fresh_inputs(prompt: str, stream: str, n: int, length: int) -> list[list[int
     return xs.tolist()
 
 
-def place(xs: np.ndarray, touched: list[int], rng: np.random.Generator) -> None:
-    """Write every touched digit into the examples' inputs, each in a place of its own: in two examples
-    while places last (what a digit becomes shows twice), in one at least."""
-    free = [list(rng.permutation(xs.shape[1])) for _ in range(xs.shape[0])]
-    rows = [list(rng.permutation(xs.shape[0])) for _ in touched]
-    for copy in range(2):
-        for digit, order in zip(touched, rows):
-            row = next((r for r in order[copy:] if free[r]), None)
-            if row is None:
-                if copy == 0:
-                    raise ValueError("more touched digits than places in the examples")
-                continue
-            xs[row, free[row].pop()] = digit
-            order.remove(row)
-            order.insert(0, row)
-
-
 class Programs(Task):
     name = "program"
     axes = ("ops",)
@@ -154,13 +139,9 @@ class Programs(Task):
             raise ValueError(f"task 'program' has programs of at most {MAX_OPS} operations, got {d}")
         prompts, truths = [], []
         for i in np.asarray(index, dtype=np.int64).tolist():
-            rng = np.random.default_rng([seed, d, i])
-            program = self.hidden(rng, d)
-            xs = rng.integers(0, 10, size=(EXAMPLES, LENGTH))
-            touched = [int(m.group(1) or m.group(3)) for m in _OP.finditer(program) if not m.group(4)]
-            place(xs, touched, rng)
+            program = self.hidden(np.random.default_rng([seed, d, i]), d)
             prompts.append(";".join("".join(map(str, x)) + ">" + "".join(map(str, interpret(program, x)))
-                                    for x in xs.tolist()) + "=")
+                                    for x in EXAMPLES) + "=")
             truths.append(program)
         return Batch(difficulty, prompts, truths)
 
