@@ -257,6 +257,18 @@ def test_a_grandchild_cannot_outlive_its_job(box):
     assert r.outputs == [["work"]]  # the grandchild was killed before it could write
 
 
+def test_a_process_left_holding_the_result_pipe_does_not_turn_a_result_into_a_timeout(box):
+    r = box.run(program("""
+        import os, time
+        def f(x):
+            if os.fork() == 0:
+                time.sleep(30)
+            return x + 1
+        """), [1])
+    assert r == Result("ok", [2])
+    assert len(alone(box)) == 1
+
+
 def test_memory_output_and_file_size_are_limited(box):
     assert box.run("def f(x):\n    return len(bytearray(4 << 30))\n", [None]).status == "memory"
     assert box.run("def f(x):\n    return 'a' * 10**6\n", [None]).status == "output"

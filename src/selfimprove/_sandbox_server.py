@@ -63,20 +63,26 @@ def child(source, inputs, limits, w):
 
 
 def read_result(r, pid, deadline, most):
-    """The child's bytes (at most `most` + 1) and its wait status, or None for either at the deadline."""
-    data, status, open_ = b"", None, True
+    """The child's bytes (at most `most` + 1) and its wait status, or None for the status at the deadline.
+    Once the child has exited, what the pipe holds is all of its result (a process it left behind may
+    keep the pipe open: `clear` ends it)."""
+    data, open_ = b"", True
     while time.monotonic() < deadline:
-        if open_:
-            ready, _, _ = select.select([r], [], [], max(0.0, min(0.05, deadline - time.monotonic())))
-            if ready:
-                chunk = os.read(r, 65536)
-                data += chunk
-                if len(data) > most:
-                    return data, 0  # too much: the verdict says so, `clear` ends the child
-                open_ = bool(chunk)
-                continue
+        wait = max(0.0, min(0.05, deadline - time.monotonic()))
+        if open_ and select.select([r], [], [], wait)[0]:
+            chunk = os.read(r, 65536)
+            data += chunk
+            if len(data) > most:
+                return data, 0  # too much: the verdict says so, `clear` ends the child
+            open_ = bool(chunk)
+            continue
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
+            while open_ and select.select([r], [], [], 0)[0]:
+                chunk = os.read(r, 65536)
+                data, open_ = data + chunk, bool(chunk)
+                if len(data) > most:
+                    return data, 0
             return data, status
         if not open_:
             time.sleep(0.001)
