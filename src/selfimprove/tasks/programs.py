@@ -2,7 +2,7 @@
 operations; the answer is a Python expression over the input list `x` that reproduces them, run in
 the sandbox (`selfimprove.sandbox`), never in this process.
 
-    "0>0;1>1;2>6;3>3;4>4;5>5;6>6;7>;8>6;9>9;0123456789>01634566=" -> "x|sub(2,6)|drop(7)|sub(8,6)"
+    "0>0;1>1;2>6;3>3;4>4;5>5;6>6;7>-;8>6;9>9;0123456789>016345669=" -> "x|sub(2,6)|drop(7)|sub(8,6)"
 
 The primitives, written with `|` (x|op applies op to x): `sub(a,b)` maps every digit a to b, `drop(k)`
 filters every k out, `rev` reverses. A hidden program applies its maps and filters to distinct digits
@@ -84,8 +84,14 @@ def interpret(program: str, xs: list[int]) -> list[int]:
     return xs
 
 
+def shown(xs: list[int]) -> str:
+    """A list as a prompt writes it: its digits, or "-" when it is empty (so that every one-digit
+    example takes four characters, and a tiny model finds each digit's fate at a fixed place)."""
+    return "".join(map(str, xs)) or "-"
+
+
 def _digits(s: str) -> list[int]:
-    return [int(c) for c in s]
+    return [] if s == "-" else [int(c) for c in s]
 
 
 def examples(prompt: str) -> list[tuple[list[int], list[int]]]:
@@ -140,8 +146,7 @@ class Programs(Task):
         prompts, truths = [], []
         for i in np.asarray(index, dtype=np.int64).tolist():
             program = self.hidden(np.random.default_rng([seed, d, i]), d)
-            prompts.append(";".join("".join(map(str, x)) + ">" + "".join(map(str, interpret(program, x)))
-                                    for x in EXAMPLES) + "=")
+            prompts.append(";".join(shown(x) + ">" + shown(interpret(program, x)) for x in EXAMPLES) + "=")
             truths.append(program)
         return Batch(difficulty, prompts, truths)
 
