@@ -277,6 +277,13 @@ def test_drift_probes_are_fixed_problems_at_the_hardest_trained_difficulties():
     assert {tuple(map(len, p.removesuffix("=").split("*"))) for p in probes} == {(2, 6), (6, 2)}
 
 
+def test_drift_counts_changed_answers_and_where_the_task_verifies_only_accepted_ones():
+    assert drift(["a", "b", "c", "d"], ["a", "x", "y", "d"]) == 0.5
+    assert drift(["a", "b", "c", "d"], ["a", "x", "y", "d"], [True, True, False, False]) == 0.5
+    assert drift(["a", "b", "c"], ["a", "x", "y"], [True, False, False]) == 0.0  # wrong answers that changed
+    assert drift(["a"], ["b"], [False]) is None
+
+
 def test_the_committees_answers_and_its_self_invariant():
     add = get_task("reverse_add")
     committee = Twins(wrong={"34+12="})

@@ -218,8 +218,9 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
     solved = committed_frontier  # the run's models' frontier, unless this round commits new ones
     if decision == "commit":
         probes = drift_probes(task, trained, cfg.guard.drift_levels, cfg.guard.probe_problems, cfg.seed) if r else []
-        if probes:  # the answers training may change, before it
+        if probes:  # the answers training may change, before it (where the task verifies, the ones it accepts)
             before = votes(committee, probes)
+            learned = task.verify_many(probes, before) if task.has_verifier() else None
         enter("learn")
         committee.add(r, diffs, prompts, kept_labels)
         steps, warmup, decay, peak = schedule(cfg.train, r)
@@ -233,7 +234,7 @@ def run_round(cfg: Config, run: RunDir, task: Task, committee: Committee, r: int
             accuracy, member_accuracy, solved, audit_table = check(committee, task, held, r, advance)
         if r > 0:
             enter("guard")
-            signals["drift"] = drift(before, votes(committee, probes)) if probes else None
+            signals["drift"] = drift(before, votes(committee, probes), learned) if probes else None
             signals["invariant_after"] = self_invariant(committee, task, difficulties, cfg.guard.probe_problems,
                                                         stream_seed(cfg.seed, "invariant-after", r))
             why = guard.after_training(cfg, signals)

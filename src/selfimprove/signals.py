@@ -60,7 +60,7 @@ def label_signals(task: Task, prompts: list[str], outputs: list[list[str]], fini
         agreement = [Counter(outs[k : k + samples]).most_common(1)[0][1] / samples
                      for outs in outputs for k in range(0, len(outs), samples)]
         s["sample_agreement"] = _mean(agreement)
-    if type(task).verify is not Task.verify:
+    if task.has_verifier():
         idx = [i for i, k in enumerate(kept) if k]
         s["verified"] = _mean([float(bool(ok)) for ok in task.verify_many([prompts[i] for i in idx],
                                                                           [labels[i] for i in idx])])
@@ -97,6 +97,8 @@ def drift_probes(task: Task, trained: list[Difficulty], levels: int, n: int, see
     return [p for d in chosen for p in task.sample(d, range(n), stream_seed(seed, "drift")).prompts]
 
 
-def drift(before: list[str], after: list[str]) -> float | None:
-    """Share of probe answers that changed."""
-    return _mean([float(a != b) for a, b in zip(before, after)])
+def drift(before: list[str], after: list[str], learned: list[bool | None] | None = None) -> float | None:
+    """Share of probe answers that changed; with `learned` (the task's verifier on the answers before), of
+    those the verifier accepted only: a wrong answer that changes is no forgetting."""
+    pairs = [(a, b) for i, (a, b) in enumerate(zip(before, after)) if learned is None or learned[i]]
+    return _mean([float(a != b) for a, b in pairs])

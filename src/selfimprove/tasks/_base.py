@@ -140,6 +140,9 @@ class Task:
         to the two differ is wrong on at least one."""
         return None
 
+    def has_verifier(self) -> bool:
+        return type(self).verify is not Task.verify
+
     def has_invariant(self) -> bool:
         return type(self).invariant is not Task.invariant
 
