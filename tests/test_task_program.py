@@ -79,14 +79,23 @@ def test_reproducing_the_examples_is_not_enough_for_the_audit():
 
 
 def test_execution_voting_counts_programs_that_behave_alike_as_one():
-    v = apply_filters(["verify"], TASK, [REV] * 3,
+    v = apply_filters(["none"], TASK, [REV] * 3,
                       [["x[::-1]", "list(reversed(x))", "x"], ["x", "x", "x[::-1]"], ["x[::-1]", "x", "sorted(x)"]],
                       [[True] * 3] * 3, [[0.9] * 3] * 3)
     assert v.labels[0] in ("x[::-1]", "list(reversed(x))") and v.vote_share[0] == pytest.approx(2 / 3)
-    assert v.kept == [True, False, False]
-    assert v.drop_reason[1:] == ["verify: failed", "vote: tie"]
-    v = apply_filters(["verify"], TASK, [REV], [["x[::-1]", "x"]], [[True] * 2], [[0.9] * 2])
-    assert v.drop_reason == ["vote: tie"]
+    assert v.labels[1] == "x" and v.kept == [True, True, False] and v.drop_reason[2] == "vote: tie"
+    # a failing program outvotes no working one
+    v = apply_filters(["none"], TASK, [REV], [["x|drop(", "x|drop(", "x"]], [[True] * 3], [[0.9] * 3])
+    assert (v.labels, v.kept, v.vote_share) == (["x"], [True], [pytest.approx(1 / 3)])
+
+
+def test_with_the_verifier_only_verified_programs_vote():
+    v = apply_filters(["verify"], TASK, [REV] * 3,
+                      [["x", "x", "x[::-1]"], ["x", "x", "sorted(x)"], ["x[::-1]", "x", "x|rev"]],
+                      [[True] * 3] * 3, [[0.9] * 3] * 3)
+    assert v.labels[0] == "x[::-1]" and v.vote_share[0] == pytest.approx(1 / 3)  # two wrong ones do not outvote it
+    assert v.labels[2] in ("x[::-1]", "x|rev") and v.vote_share[2] == pytest.approx(2 / 3)
+    assert v.kept == [True, False, True] and v.drop_reason[1] == "verify: failed"
 
 
 HOSTILE = {
@@ -135,9 +144,9 @@ def test_loop_judges_labels_by_behaviour(program_overrides):
                                                    c["drop_reason"], c["label_correct"]):
         assert outs == [fakes.program_answer(s, k, p) for k, s in enumerate(seeds)]
         good = [o for o in outs if o.removesuffix("|rev|rev") == p.split("=")[1]]
-        # the right programs (some with |rev|rev after them) are one behaviour, the wrong ones (all alike)
-        # another: the vote goes to the right ones when two of three are, and the verifier drops the rest
-        assert kept == (len(good) >= 2)
+        # the right programs (some with |rev|rev after them) are one behaviour; the wrong ones fail the
+        # verifier and do not vote: a problem is kept when any member is right
+        assert kept == (len(good) >= 1)
         assert (label in good and right is True) if kept else (reason == "verify: failed" and right is None)
     assert m["label_precision"] == 1.0 and 0 < m["n_kept"] < 60
     # the audit counts an answer with |rev|rev as right: string equality would not

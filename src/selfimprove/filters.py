@@ -47,14 +47,17 @@ class Verdicts:
 def vote(prompt: str, outputs: list[str], finished: list[bool], confidence: list[float],
          keys: list[str] | None = None) -> Candidate:
     """The most common answer; with `keys` (execution voting: what each answer does, `Task.behaviours`) the
-    most common behaviour, labelled by its most common answer."""
+    most common behaviour among those that do not fail (a key starting with "\0" names a failure, and
+    failing programs outvote no working one), labelled by its most common answer."""
+    failing = keys is not None
     keys = outputs if keys is None else keys
-    ranked = Counter(zip(keys, finished)).most_common(2)
+    ranked = sorted(Counter(zip(keys, finished)).items(),
+                    key=lambda kv: (failing and kv[0][0].startswith("\0"), -kv[1]))[:2]
     (key, done), count = ranked[0]
     group = [(o, c) for o, k, f, c in zip(outputs, keys, finished, confidence) if (k, f) == (key, done)]
     label = Counter(o for o, _ in group).most_common(1)[0][0]
-    tied = len(ranked) > 1 and ranked[1][1] == count
-    failure = key[1:] if key is not label and key.startswith("\0") else None
+    tied = len(ranked) > 1 and ranked[1][1] == count and not (failing and ranked[1][0][0].startswith("\0"))
+    failure = key[1:] if failing and key.startswith("\0") else None
     return Candidate(prompt, label, done, sum(c for _, c in group) / len(group), count / len(outputs), tied, failure)
 
 
@@ -108,11 +111,17 @@ def apply_filters(names: list[str], task: Task, prompts: list[str], outputs: lis
     thresholds = Thresholds(agree, min_confidence)
     alphabet = set(task.alphabet)
     v = Verdicts([], [], [], [])
-    keys = task.behaviours(prompts, outputs) or [None] * len(prompts)
-    candidates = [vote(*args) for args in zip(prompts, outputs, finished, confidence, keys)]
+    keys = task.behaviours(prompts, outputs)
+    if keys is not None and "verify" in names:  # execution voting: answers the verifier rejects do not vote
+        flat = iter(task.verify_many([p for p, outs in zip(prompts, outputs) for _ in outs],
+                                     [o for outs in outputs for o in outs]))
+        keys = [[k if ok or k.startswith("\0") else "\0verify: failed" for k, ok in zip(ks, flat)] for ks in keys]
+    candidates = [vote(*args) for args in zip(prompts, outputs, finished, confidence, keys or [None] * len(prompts))]
     if "verify" in names:  # one batch (a verifier that runs programs starts them all at once)
-        candidates = [replace(c, verified=ok) for c, ok in
-                      zip(candidates, task.verify_many(prompts, [c.label for c in candidates]))]
+        verified = [c.failure is None for c in candidates] if keys is not None else \
+            task.verify_many(prompts, [c.label for c in candidates])
+        candidates = [replace(c, verified=ok) for c, ok in zip(candidates, verified)]
+    keys = keys or [None] * len(prompts)
     for c, key in zip(candidates, keys):
         # a model with a larger vocabulary than the task's (a Hugging Face model) can answer in any character;
         # such a label could not even be trained on
