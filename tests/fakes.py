@@ -167,10 +167,10 @@ def program_answer(seed: int, k: int, prompt: str) -> str:
     """Right on PROGRAM_SHARES[k] of the prompts of d operations, as the hidden program itself or (half the
     time) with `|rev|rev` after it, which does the same; wrong: without its last operation."""
     hidden = prompt.split("=")[1]
-    d = hidden.count("|")
+    d = hidden.count("|") - hidden.endswith("|rev")
     if draw(seed, prompt) < PROGRAM_SHARES[k].get(d, 0.0):
         return hidden + "|rev|rev" * (draw(seed + 1, prompt) < 0.5)
-    return hidden[:hidden.rindex("|")]
+    return hidden[:hidden.rindex("|")] if hidden.count("|") > 1 else "x|rev"  # one operation fewer
 
 
 class ProgramLearner(FakeLearner):

@@ -1,19 +1,19 @@
 """Programs as answers: the prompt shows input -> output examples of a hidden composition of d list
-operations; the answer is a Python expression over the input list `x` that reproduces them, run in
-the sandbox (`selfimprove.sandbox`), never in this process.
+operations; the answer is a Python expression over the input list `x` that reproduces them, run in the
+sandbox (`selfimprove.sandbox`), never in this process.
 
     "0>0;1>1;2>6;3>3;4>4;5>5;6>6;7>-;8>6;9>9;0123456789>016345669=" -> "x|sub(2,6)|drop(7)|sub(8,6)"
 
 The primitives, written with `|` (x|op applies op to x): `sub(a,b)` maps every digit a to b, `drop(k)`
 filters every k out, `rev` reverses. A hidden program applies its maps and filters to distinct digits
 (a map's target is never another operation's digit, so they commute and their order does not matter)
-and perhaps reverses at the end. The examples are its outputs on each one-digit list and on 0..9, so
-they determine its behaviour on every input (and show what each digit becomes where a tiny model can
-read it: difficulty d is how many operations it must find and write). Any program that behaves the
-same is right: the verifier runs a candidate on the prompt's own examples (truth-free), execution
-voting groups the committee's programs by their outputs on fresh probe inputs, and the audit runs them
-on hidden inputs and compares with the hidden program's outputs, computed here by interpreting its
-operations (never by running it).
+and perhaps reverses at the end; its difficulty d is the number of maps and filters. The examples are
+its outputs on each one-digit list and on 0..9, so they determine its behaviour on every input (and
+show what each digit becomes where a tiny model can read it: d is how many operations it must find and
+write). Any program that behaves the same is right: the verifier runs a candidate on the prompt's own
+examples (truth-free), execution voting groups the committee's programs by their outputs on fresh probe
+inputs, and the audit runs them on hidden inputs and compares with the hidden program's outputs,
+computed here by interpreting its operations (never by running it).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from selfimprove.tasks._base import Batch, Task, stream_seed
 
 EXAMPLES = [[v] for v in range(10)] + [list(range(10))]  # the inputs a prompt shows the program's outputs on
 PROBES, HIDDEN, HIDDEN_LENGTH = 6, 8, 8  # probe inputs (voting), hidden inputs (audit), their length
-MAX_OPS = 9  # nine digits touched (or eight and rev): a map's target needs a digit left untouched
+MAX_OPS = 9  # maps and filters of nine digits: a map's target needs a digit left untouched
 
 PRELUDE = '''class Pipe(list):
     def __or__(self, op):
@@ -130,19 +130,19 @@ class Programs(Task):
         return [d for d in super().audit_difficulties(trained, below, above) if self.drawable(d)]
 
     def hidden(self, rng: np.random.Generator, d: int) -> str:
-        """A canonical program of d operations."""
-        reverse = bool(d and rng.random() < (0.5 if d < MAX_OPS else 1.0))
+        """A canonical program of d maps and filters, reversed at the end half the time (rev does not count:
+        with it counted, a depth's programs that reverse have one map or filter fewer, all the seed data
+        shows, and the model learns those alone)."""
         digits = rng.permutation(10)
-        sources = sorted(digits[:d - reverse].tolist())
-        others = digits[d - reverse:]
+        sources, others = sorted(digits[:d].tolist()), digits[d:]
         ops = [f"|drop({a})" if rng.random() < 0.4 else f"|sub({a},{rng.choice(others)})" for a in sources]
-        return "x" + "".join(ops) + "|rev" * reverse
+        return "x" + "".join(ops) + "|rev" * bool(rng.random() < 0.5)
 
     def sample(self, difficulty, index, seed):
         self.validate_difficulty(difficulty)
         (d,) = difficulty
         if not self.drawable(difficulty):
-            raise ValueError(f"task 'program' has programs of at most {MAX_OPS} operations, got {d}")
+            raise ValueError(f"task 'program' has programs of at most {MAX_OPS} maps and filters, got {d}")
         prompts, truths = [], []
         for i in np.asarray(index, dtype=np.int64).tolist():
             program = self.hidden(np.random.default_rng([seed, d, i]), d)
@@ -151,7 +151,7 @@ class Programs(Task):
         return Batch(difficulty, prompts, truths)
 
     def max_answer_length(self, prompt):
-        return 1 + 9 * MAX_OPS
+        return 1 + 9 * MAX_OPS + 4  # x, every map or filter, rev
 
     # --- by execution, in the sandbox ----------------------------------------------------------------
 
