@@ -1,3 +1,5 @@
+import os
+
 import pytest
 import torch
 
@@ -35,3 +37,17 @@ def fake_overrides(tmp_path):
         "loop.rounds=2", "loop.seed_problems=50", "loop.problems=400",
         "audit.problems=200", "audit.below=3", "audit.above=2", "audit.base=0",
     ]
+
+
+@pytest.fixture(scope="session")
+def program_sandbox():
+    """The program task's sandbox; skips where bubblewrap cannot run, except in CI, where it fails."""
+    from selfimprove.sandbox import SandboxUnavailable
+    from selfimprove.tasks import programs
+
+    try:
+        return programs.sandbox()
+    except SandboxUnavailable as e:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the program task's tests: {e}")
+        pytest.skip(str(e))

@@ -3,7 +3,6 @@ hostile candidates costing one candidate each, and the loop end to end with fake
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import fakes
@@ -14,7 +13,6 @@ from selfimprove.config import dump_toml, load_config
 from selfimprove.filters import apply_filters
 from selfimprove.loop import run_loop
 from selfimprove.rundir import RunDir
-from selfimprove.sandbox import SandboxUnavailable
 from selfimprove.tasks import TASKS, get_task, register
 from selfimprove.tasks.programs import Programs, examples, interpret
 
@@ -37,15 +35,8 @@ REV = "123>321;45>54="  # examples of x|rev
 
 
 @pytest.fixture(scope="module", autouse=True)
-def sandbox_here():
-    from selfimprove.tasks import programs
-
-    try:
-        programs.sandbox()
-    except SandboxUnavailable as e:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the program task's tests: {e}")
-        pytest.skip(str(e))
+def sandbox_here(program_sandbox):
+    return program_sandbox
 
 
 def run(answers, prompts=None):

@@ -74,9 +74,13 @@ def label_quality(task: Task, prompts, labels, kept, answers, truths):
     """label_precision: share of kept (training) labels that are correct (`Task.correct`); label_recall: share
     of the candidates whose committee answer is correct that were kept (None where a share has no
     denominator); and each label's correctness (None where not kept)."""
+    answered = task.correct(prompts, answers, truths)
     idx = [i for i, k in enumerate(kept) if k]
-    good = task.correct([prompts[i] for i in idx], [labels[i] for i in idx], [truths[i] for i in idx])
-    right = [k for k, ok in zip(kept, task.correct(prompts, answers, truths)) if ok]
+    changed = [i for i in idx if labels[i] != answers[i]]  # labels noise changed: judged again (programs run once)
+    relabelled = dict(zip(changed, task.correct([prompts[i] for i in changed], [labels[i] for i in changed],
+                                                [truths[i] for i in changed])))
+    good = [relabelled.get(i, answered[i]) for i in idx]
+    right = [k for k, ok in zip(kept, answered) if ok]
     label_correct: list[bool | None] = [None] * len(labels)
     for i, g in zip(idx, good):
         label_correct[i] = bool(g)
