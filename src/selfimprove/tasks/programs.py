@@ -2,15 +2,17 @@
 operations; the answer is a Python expression over the input list `x` that reproduces them, run in the
 sandbox (`selfimprove.sandbox`), never in this process.
 
-    "0>0;1>1;2>6;3>3;4>4;5>5;6>6;7>-;8>6;9>9;0123456789>016345669=" -> "x|sub(2,6)|drop(7)|sub(8,6)"
+    "2>6;7>-;8>6;0123456789>016345669=" -> "x|sub(2,6)|drop(7)|sub(8,6)"
 
 The primitives, written with `|` (x|op applies op to x): `sub(a,b)` maps every digit a to b, `drop(k)`
 filters every k out, `rev` reverses. A hidden program applies its maps and filters to distinct digits
 (a map's target is never another operation's digit, so they commute and their order does not matter)
 and perhaps reverses at the end; its difficulty d is the number of maps and filters. The examples are
-its outputs on each one-digit list and on 0..9, so they determine its behaviour on every input (and
-show what each digit becomes where a tiny model can read it: d is how many operations it must find and
-write). Any program that behaves the same is right: the verifier runs a candidate on the prompt's own
+its outputs on each digit it changes (a one-digit list, in ascending order) and on 0..9, so they
+determine its behaviour on every input (a digit without an example of its own keeps its place in
+0..9), and a prompt grows with d as an addition's grows with its digits: a tiny model finds each
+operation in an example of its own. (With an example for every digit, every prompt has the same
+length, and the tiny model seeded with one and two operations never wrote a third.) Any program that behaves the same is right: the verifier runs a candidate on the prompt's own
 examples (truth-free), execution voting groups the committee's programs by their outputs on fresh probe
 inputs, and the audit runs them on hidden inputs and compares with the hidden program's outputs,
 computed here by interpreting its operations (never by running it).
@@ -27,7 +29,7 @@ import numpy as np
 from selfimprove.tasks import register
 from selfimprove.tasks._base import Batch, Task, stream_seed
 
-EXAMPLES = [[v] for v in range(10)] + [list(range(10))]  # the inputs a prompt shows the program's outputs on
+ALL = list(range(10))  # the last example's input
 PROBES, HIDDEN, HIDDEN_LENGTH = 6, 8, 8  # probe inputs (voting), hidden inputs (audit), their length
 MAX_OPS = 9  # maps and filters of nine digits: a map's target needs a digit left untouched
 
@@ -54,6 +56,7 @@ def f(x):
 '''
 
 _OP = re.compile(r"\|(?:sub\((\d),(\d)\)|drop\((\d)\)|(rev))")
+_TOUCHED = re.compile(r"\((\d)")  # the digit each map or filter of a canonical program touches
 _sandbox = None
 
 
@@ -146,7 +149,8 @@ class Programs(Task):
         prompts, truths = [], []
         for i in np.asarray(index, dtype=np.int64).tolist():
             program = self.hidden(np.random.default_rng([seed, d, i]), d)
-            prompts.append(";".join(shown(x) + ">" + shown(interpret(program, x)) for x in EXAMPLES) + "=")
+            inputs = [[int(a)] for a in _TOUCHED.findall(program)] + [ALL]
+            prompts.append(";".join(shown(x) + ">" + shown(interpret(program, x)) for x in inputs) + "=")
             truths.append(program)
         return Batch(difficulty, prompts, truths)
 
