@@ -14,7 +14,7 @@ from selfimprove.filters import apply_filters
 from selfimprove.loop import run_loop
 from selfimprove.rundir import RunDir
 from selfimprove.tasks import TASKS, get_task, register
-from selfimprove.tasks.programs import Programs, examples, interpret
+from selfimprove.tasks.programs import Programs, examples, fresh_inputs, interpret
 
 
 class ShownPrograms(Programs):
@@ -53,6 +53,17 @@ def test_sample_shows_each_operations_digit_and_zero_to_nine_with_the_hidden_pro
         assert all(interpret(t, i) == o for i, o in examples(p))
     assert TASK.verify_many(b.prompts[:50], b.truths[:50]) == [True] * 50
     assert TASK.correct(b.prompts[:50], b.truths[:50], b.truths[:50]) == [True] * 50
+
+
+def test_the_examples_show_whether_a_program_reverses():
+    # a program whose output on 0..9 reads the same both ways would pass its examples reversed or not;
+    # wherever reversing changes what it does, its examples must show it
+    for d in range(1, 10):
+        b = TASK.sample((d,), range(300), seed=1)
+        for p, t in zip(b.prompts, b.truths):
+            toggled = t.removesuffix("|rev") if t.endswith("|rev") else t + "|rev"
+            differs = any(interpret(toggled, x) != interpret(t, x) for x in fresh_inputs(p, "hidden", 8, 8))
+            assert not differs or any(interpret(toggled, i) != o for i, o in examples(p)), (p, t)
 
 
 def test_any_program_that_behaves_the_same_is_right():
