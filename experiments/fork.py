@@ -23,7 +23,7 @@ from selfimprove.rundir import RunDir, atomic_write
 
 # settings a fork may change: none of them is read before the first forked-off round
 ALLOWED = ("name", "out_dir", "guard.", "loop.planner", "loop.rounds", "loop.tau", "loop.probe_", "loop.max_jump",
-           "loop.strict_confidence", "loop.jump_at", "train.round_", "loop.max_problems", "loop.advance_at", "loop.problems",
+           "loop.strict_confidence", "loop.jump_at", "train.round_", "train.anchor", "loop.max_problems", "loop.advance_at", "loop.problems",
            "committee.samples", "committee.temperature", "noise.", "audit.", "tracking")
 
 
