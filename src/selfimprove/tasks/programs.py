@@ -139,7 +139,7 @@ class Programs(Task):
         both ways but has two different digits: then its examples could not show whether it reverses,
         though other inputs would (at depth 8 one program in eleven; labels that guessed wrong were 1.6%
         of the kept ones at depth 7)."""
-        while True:
+        for _ in range(100):  # a bound, though one draw in eleven at most is drawn again
             digits = rng.permutation(10)
             sources, others = sorted(digits[:d].tolist()), digits[d:]
             ops = [f"|drop({a})" if rng.random() < 0.4 else f"|sub({a},{rng.choice(others)})" for a in sources]
@@ -147,6 +147,7 @@ class Programs(Task):
             out = interpret(program, ALL)
             if out != out[::-1] or len(set(out)) < 2:
                 return program
+        raise RuntimeError(f"no program of {d} operations whose examples show whether it reverses in 100 draws")
 
     def sample(self, difficulty, index, seed):
         self.validate_difficulty(difficulty)
