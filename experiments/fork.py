@@ -23,8 +23,8 @@ from selfimprove.rundir import RunDir, atomic_write
 
 # settings a fork may change: none of them is read before the first forked-off round
 ALLOWED = ("name", "out_dir", "guard.", "loop.planner", "loop.rounds", "loop.tau", "loop.probe_", "loop.max_jump",
-           "loop.strict_confidence", "loop.jump_at", "train.round_", "train.anchor", "loop.max_problems", "loop.advance_at", "loop.problems",
-           "committee.samples", "committee.temperature", "noise.", "audit.", "tracking")
+           "loop.strict_confidence", "loop.jump_at", "loop.max_problems", "loop.advance_at", "loop.problems",
+           "train.round_", "train.anchor", "committee.samples", "committee.temperature", "noise.", "audit.", "tracking")
 
 
 def main() -> None:

@@ -10,12 +10,12 @@ filters every k out, `rev` reverses. A hidden program applies its maps and filte
 and perhaps reverses at the end; its difficulty d is the number of maps and filters. The examples are
 its outputs on each digit it changes (a one-digit list, in ascending order) and on 0..9, so they
 determine its behaviour on every input (a digit without an example of its own keeps its place in
-0..9), and a prompt grows with d as an addition's grows with its digits: a tiny model finds each
-operation in an example of its own. (With an example for every digit, every prompt has the same
-length, and the tiny model seeded with one and two operations never wrote a third.) Any program that behaves the same is right: the verifier runs a candidate on the prompt's own
-examples (truth-free), execution voting groups the committee's programs by their outputs on fresh probe
-inputs, and the audit runs them on hidden inputs and compares with the hidden program's outputs,
-computed here by interpreting its operations (never by running it).
+0..9), and a prompt grows with d as a sum grows with its digits: each operation has an example of its
+own (README, *Programs as answers*, compares this layout with others). Any program that behaves the
+same is right: the verifier runs a candidate on the prompt's own examples (truth-free), execution
+voting groups the committee's programs by their outputs on fresh probe inputs, and the audit runs them
+on hidden inputs and compares with the hidden program's outputs, computed here by interpreting its
+operations (never by running it).
 """
 
 from __future__ import annotations
