@@ -116,12 +116,12 @@ def apply_filters(names: list[str], task: Task, prompts: list[str], outputs: lis
         flat = iter(task.verify_many([p for p, outs in zip(prompts, outputs) for _ in outs],
                                      [o for outs in outputs for o in outs]))
         keys = [[k if ok or k.startswith("\0") else "\0verify: failed" for k, ok in zip(ks, flat)] for ks in keys]
-    candidates = [vote(*args) for args in zip(prompts, outputs, finished, confidence, keys or [None] * len(prompts))]
+    by_behaviour, keys = keys is not None, keys or [None] * len(prompts)
+    candidates = [vote(*args) for args in zip(prompts, outputs, finished, confidence, keys)]
     if "verify" in names:  # one batch (a verifier that runs programs starts them all at once)
-        verified = [c.failure is None for c in candidates] if keys is not None else \
+        verified = [c.failure is None for c in candidates] if by_behaviour else \
             task.verify_many(prompts, [c.label for c in candidates])
         candidates = [replace(c, verified=ok) for c, ok in zip(candidates, verified)]
-    keys = keys or [None] * len(prompts)
     for c, key in zip(candidates, keys):
         # a model with a larger vocabulary than the task's (a Hugging Face model) can answer in any character;
         # such a label could not even be trained on

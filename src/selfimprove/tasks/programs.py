@@ -56,7 +56,6 @@ def f(x):
 '''
 
 _OP = re.compile(r"\|(?:sub\((\d),(\d)\)|drop\((\d)\)|(rev))")
-_TOUCHED = re.compile(r"\((\d)")  # the digit each map or filter of a canonical program touches
 _sandbox = None
 
 
@@ -88,8 +87,8 @@ def interpret(program: str, xs: list[int]) -> list[int]:
 
 
 def shown(xs: list[int]) -> str:
-    """A list as a prompt writes it: its digits, or "-" when it is empty (so that every one-digit
-    example takes four characters, and a tiny model finds each digit's fate at a fixed place)."""
+    """A list as a prompt writes it: its digits, or "-" when it is empty (a filtered digit's example is
+    `k>-`, four characters like every other one-digit example)."""
     return "".join(map(str, xs)) or "-"
 
 
@@ -157,7 +156,7 @@ class Programs(Task):
         prompts, truths = [], []
         for i in np.asarray(index, dtype=np.int64).tolist():
             program = self.hidden(np.random.default_rng([seed, d, i]), d)
-            inputs = [[int(a)] for a in _TOUCHED.findall(program)] + [ALL]
+            inputs = [[int(m.group(1) or m.group(3))] for m in _OP.finditer(program) if not m.group(4)] + [ALL]
             prompts.append(";".join(shown(x) + ">" + shown(interpret(program, x)) for x in inputs) + "=")
             truths.append(program)
         return Batch(difficulty, prompts, truths)
