@@ -1,0 +1,130 @@
+"""How fast can any planner push a run's frontier with this learner? Rounds on a schedule of new
+difficulties per round, from a run's committed round 0, labelled with the hidden truth (the best labels
+a planner could hope for) or by the model itself.
+
+    python experiments/schedule_bound.py runs/quick 1 1 1 1 1 1 1 1 1   # the fixed planner's schedule
+    python experiments/schedule_bound.py runs/quick 3 3 3                # three new difficulties a round
+    python experiments/schedule_bound.py runs/quick 2 2 2 2 2 --labels self --strict further --phases 2
+
+Each number is a round: how many new difficulties (one step apart each) it trains on, with the source
+run's settings (loop.problems per difficulty, train.round_steps and its schedule, the corpus mixture);
+after it, the loop's own audit. `--labels self`: the model labels the round's problems greedily and the
+run's filters keep what they keep, strictly (the confidence filter at loop.strict_confidence) on the
+further steps as the controller does (`--strict all`: on every step; `none`: on none); `--phases k`
+labels the round's problems again k - 1 times, evenly spaced through its training, with the model in
+training (what it has learned of the round since is in its labels). Prints each round's audit above the
+base, frontier, kept labels and their precision, and seconds of training (with self labels, and
+of labelling).
+
+A planner chooses only the difficulties, the problems (for copy, at one length no string is harder to
+draw than another) and the filters; a schedule that cannot reach a frontier in some number of rounds
+with true labels bounds every planner that trains `train.round_steps` a round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfimprove.audit import check, held_out
+from selfimprove.committee import Committee, labelling
+from selfimprove.config import load_config
+from selfimprove.filters import filter_outputs
+from selfimprove.loop import draw, schedule
+from selfimprove.rundir import RunDir
+from selfimprove.tasks import stream_seed
+
+
+def self_labels(cfg, task, committee, r, prompts, diffs, first, strict) -> list[str | None]:
+    """The model's labels (None: dropped), the first step's difficulties filtered with the run's filters and
+    the further ones strictly (`strict` = further; all: every step strictly; none: no step)."""
+    outputs = committee.generate(prompts, sampling=labelling(cfg, stream_seed(cfg.seed, "sample", r)))
+    labels: list[str | None] = [None] * len(prompts)
+    for is_first in (True, False):
+        rows = [i for i, d in enumerate(diffs) if (tuple(d) in first) == is_first]
+        hard = strict == "all" or (strict == "further" and not is_first)
+        v = filter_outputs(cfg, task, [prompts[i] for i in rows], *([x[i] for i in rows] for x in outputs),
+                           strict=hard, committee=committee)
+        for i, lab, k in zip(rows, v.labels, v.kept):
+            labels[i] = lab if k else None
+    return labels
+
+
+def quality(labels: list[str | None], truths: list[str]) -> str:
+    kept = [(lab, t) for lab, t in zip(labels, truths) if lab is not None]
+    return f"{len(kept)} at {sum(lab == t for lab, t in kept) / max(1, len(kept)):.4f}"
+
+
+def round_batches(args, cfg, task, committee, r, prompts, truths, diffs, first, steps, notes
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Round r's batches (as Member.train draws them); with self labels, the round's labels renewed at the
+    start of every phase (noted in `notes`). The tiny model has no dropout: labelling mid-training changes
+    nothing but the labels."""
+    member = committee.members[0]
+    rng = np.random.default_rng([member.seed, r])
+    phases = 1 if args.labels == "truth" else args.phases
+    for p in range(phases):
+        labels = truths if args.labels == "truth" else self_labels(cfg, task, committee, r, prompts, diffs, first,
+                                                                   args.strict)
+        if args.labels == "self":
+            notes.append(quality(labels, truths))
+        member.corpus.drop(r)
+        committee.add(r, diffs, prompts, labels)
+        stream = member.corpus.batches(r, cfg.loop.data, cfg.train.batch_size, rng, cfg.train.anchor)
+        for _ in range((p + 1) * steps // phases - p * steps // phases):
+            yield next(stream)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", type=Path, help="a run (one member) that committed round 0")
+    parser.add_argument("schedule", type=int, nargs="+", help="new difficulties of each round")
+    parser.add_argument("--labels", choices=["truth", "self"], default="truth")
+    parser.add_argument("--strict", choices=["further", "all", "none"], default="further")
+    parser.add_argument("--strict-confidence", type=float, help="loop.strict_confidence (default: the run's)")
+    parser.add_argument("--phases", type=int, default=1, help="self labels: label the round's problems this "
+                        "many times, evenly spaced through its training")
+    args = parser.parse_args()
+    cfg = load_config(str(args.source / "config.toml"))
+    if args.strict_confidence is not None:
+        cfg.loop.strict_confidence = args.strict_confidence
+    if cfg.committee.size != 1:
+        raise SystemExit(f"{args.source} has a committee of {cfg.committee.size}; this script trains one member")
+    torch.set_num_threads(1)
+    task, run = cfg.task.build(), RunDir.open(args.source)
+    committee = Committee(cfg, task)
+    member = committee.members[0]
+    data = run.candidates(0).select(["difficulty", "prompt", "label"]).to_pydict()
+    committee.add(0, data["difficulty"], data["prompt"], data["label"])
+    committee.load(run.verified_checkpoint(0))
+    trained = sorted({tuple(d) for d in data["difficulty"]})
+    total = 0.0
+    for r, n in enumerate(args.schedule, start=1):
+        first = task.next_difficulties(trained, cfg.task.step)
+        difficulties = list(first)
+        for _ in range(n - 1):
+            difficulties += task.next_difficulties(trained + difficulties, cfg.task.step)
+        prompts, truths, diffs, _ = draw(task, cfg, r, difficulties, cfg.loop.problems)
+        steps, warmup, decay, peak = schedule(cfg.train, r)
+        notes: list[str] = []
+        t = time.perf_counter()
+        rounds = round_batches(args, cfg, task, committee, r, prompts, truths, diffs, first, steps, notes)
+        member.learner.train(rounds, steps, warmup, decay, peak=peak)
+        learn = time.perf_counter() - t
+        total += learn
+        trained += difficulties
+        accuracy, _, solved, _ = check(committee, task, held_out(task, cfg, r, trained), r)
+        audit = " ".join(f"{k}:{v:.2f}" for k, v in accuracy.items() if int(k) > cfg.task.base)
+        kept = f" | kept {' -> '.join(notes)} of {len(prompts)}" if notes else ""
+        print(f"round {r} | difficulty {' '.join(str(d[0]) for d in difficulties)} | audit {audit} | "
+              f"frontier {solved}{kept} | train {learn:.0f} s | total {total:.0f} s", flush=True)
+    committee.close()
+
+
+if __name__ == "__main__":
+    main()
