@@ -60,21 +60,23 @@ def quality(labels: list[str | None], truths: list[str]) -> str:
     return f"{len(kept)} at {sum(lab == t for lab, t in kept) / max(1, len(kept)):.4f}"
 
 
-def round_batches(args, cfg, task, committee, r, prompts, truths, diffs, first, steps, notes
+def round_batches(args, cfg, task, committee, r, prompts, truths, diffs, difficulties, first, steps, notes
                   ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Round r's batches (as Member.train draws them); with self labels, the round's labels renewed at the
     start of every phase (noted in `notes`). The tiny model has no dropout: labelling mid-training changes
     nothing but the labels."""
     member = committee.members[0]
     rng = np.random.default_rng([member.seed, r])
-    phases = 1 if args.labels == "truth" else args.phases
+    phases = 1 if args.labels == "truth" else len(difficulties) if args.grow else args.phases
     for p in range(phases):
-        labels = truths if args.labels == "truth" else self_labels(cfg, task, committee, r, prompts, diffs, first,
-                                                                   args.strict)
+        rows = [i for i, d in enumerate(diffs) if not args.grow or tuple(d) in difficulties[: p + 1]]
+        ps, ds = [prompts[i] for i in rows], [diffs[i] for i in rows]
+        labels = [truths[i] for i in rows] if args.labels == "truth" else \
+            self_labels(cfg, task, committee, r, ps, ds, first, args.strict)
         if args.labels == "self":
-            notes.append(quality(labels, truths))
+            notes.append(quality(labels, [truths[i] for i in rows]))
         member.corpus.drop(r)
-        committee.add(r, diffs, prompts, labels)
+        committee.add(r, ds, ps, labels)
         stream = member.corpus.batches(r, cfg.loop.data, cfg.train.batch_size, rng, cfg.train.anchor)
         for _ in range((p + 1) * steps // phases - p * steps // phases):
             yield next(stream)
@@ -89,6 +91,8 @@ def main() -> None:
     parser.add_argument("--strict-confidence", type=float, help="loop.strict_confidence (default: the run's)")
     parser.add_argument("--phases", type=int, default=1, help="self labels: label the round's problems this "
                         "many times, evenly spaced through its training")
+    parser.add_argument("--grow", action="store_true", help="self labels: one phase per new difficulty; phase k "
+                        "labels (again) the problems of the first k")
     args = parser.parse_args()
     cfg = load_config(str(args.source / "config.toml"))
     if args.strict_confidence is not None:
@@ -113,7 +117,8 @@ def main() -> None:
         steps, warmup, decay, peak = schedule(cfg.train, r)
         notes: list[str] = []
         t = time.perf_counter()
-        rounds = round_batches(args, cfg, task, committee, r, prompts, truths, diffs, first, steps, notes)
+        rounds = round_batches(args, cfg, task, committee, r, prompts, truths, diffs, difficulties, first, steps,
+                               notes)
         member.learner.train(rounds, steps, warmup, decay, peak=peak)
         learn = time.perf_counter() - t
         total += learn
