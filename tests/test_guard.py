@@ -239,6 +239,7 @@ def test_label_signals_by_hand():
     labels, kept = ["ab", "zz", "e"], [True, True, False]  # "zz": changed after the vote
     s = label_signals(copy, prompts, outputs, finished, confidence, labels, kept, samples=1)
     assert s["unanimity"] == pytest.approx(1 / 3, abs=1e-4) and s["vote_share"] == pytest.approx(2 / 3, abs=1e-4)
+    assert s["vote_share_q10"] == 0.5 and s["confidence_kept_q10"] == 0.8  # shares 1, 0.5, 0.5 (the last: EOS splits)
     assert s["support"] == 0.5 and s["confidence_kept"] == pytest.approx((0.8 + 0.8) / 2, abs=1e-4)
     assert s["confidence_dropped"] == 0.5 and s["no_eos"] == pytest.approx(1 / 6, abs=1e-4)
     assert s["bad_length"] == pytest.approx(2 / 6, abs=1e-4) and "sample_agreement" not in s and "verified" not in s
