@@ -306,8 +306,10 @@ def test_the_committees_answers_and_its_self_invariant():
 def test_guard_thresholds_by_hand():
     cfg = load_config("quick", ["guard.min_support=0.9", "guard.min_invariant=0.8", "guard.max_drift=0.1"])
     assert guard.before_training(cfg, {"support": 1.0, "invariant": 0.8}, 5) is None
-    assert guard.before_training(cfg, {"support": 0.89, "invariant": 1.0}, 5)[0] == "support"
-    assert guard.before_training(cfg, {"support": 1.0, "invariant": 0.79}, 5)[0] == "invariant"
+    assert guard.before_training(cfg, {"support": 0.89, "invariant": 1.0}, 5) == (
+        "support", "labels no committee answer gave: support 0.890 < 0.9")
+    assert guard.before_training(cfg, {"support": 1.0, "invariant": 0.79}, 5) == (
+        "invariant", "labels that break the task's invariant: invariant 0.790 < 0.8")
     assert guard.before_training(cfg, {"support": 1.0, "invariant": None}, 5) is None  # no invariant declared
     assert guard.before_training(cfg, {"support": 1.0}, 0) == ("kept_share", "the filters kept no label")
     assert guard.after_training(cfg, {"drift": 0.1, "invariant_after": 0.8}) is None
@@ -318,6 +320,7 @@ def test_guard_thresholds_by_hand():
     oracle = load_config("quick", ["guard.mode=oracle", "guard.min_precision=0.9"])
     assert guard.before_training(oracle, {"support": 0.0}, 5, precision=0.95) is None  # signals are not read
     assert guard.before_training(oracle, {"support": 1.0}, 5, precision=0.85)[0] == "oracle"
+    assert guard.before_training(oracle, {"support": 1.0}, 5, precision=0.9) is None  # at the threshold: kept
     assert guard.after_training(oracle, {"drift": 1.0}) is None
 
 
@@ -352,6 +355,34 @@ def test_the_controller_backs_off_and_retries_with_more_problems_and_strict_filt
     v = filter_outputs(cfg, copy, ["ab=", "cd="], [["ab"], ["cd"]], [[True], [True]], [[0.96], [0.9]], strict=True)
     assert v.kept == [True, False] and v.drop_reason[1] == "confidence: below threshold"
     assert filter_outputs(cfg, copy, ["cd="], [["cd"]], [[True]], [[0.9]]).kept == [True]
+
+
+def test_the_controllers_caps_by_default_and_its_jump_threshold_is_inclusive():
+    copy = get_task("copy")
+    cfg = load_config("quick", ["loop.planner=controller", "loop.problems=100", "loop.probe_problems=20",
+                                "loop.filters=['length']"])  # max_problems unset: 4 x problems
+    failed = {"round": 3, "difficulties": [[8]], "n_kept": 10, "n_generated": 100, "decision": "rollback"}
+    assert plan(copy, cfg, None, [(7,)], 6, [failed] * 3).problems == 400  # 100 * 2 ** 3, capped at 4 x 100
+    wide = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"max_problems": 1000})})
+    assert plan(copy, wide, None, [(7,)], 6, [failed] * 3).problems == 800
+
+    def third(prompts, advance=None, sampling=None):  # right (and sure) on every third prompt up to 10 letters
+        return ([[p[:-1] if len(p) <= 11 and i % 3 == 0 else "x"] for i, p in enumerate(prompts)],
+                [[True] for _ in prompts], [[1.0] for _ in prompts])
+
+    committee = Solver(limit=0)
+    committee.generate = third
+    committed = {**failed, "decision": "commit", "n_kept": 100}
+    at = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"jump_at": 0.35})})
+    assert plan(copy, at, committee, [(7,)], 4, [committed]).counts() == [100, 286, 286]  # 0.35 >= 0.35: jumps
+    low = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"jump_at": 0.1})})
+    sparse = Solver(limit=0)
+    sparse.generate = lambda prompts, advance=None, sampling=None: (  # right on every sixth: 0.2 of the probes
+        [[p[:-1] if len(p) <= 11 and i % 6 == 0 else "x"] for i, p in enumerate(prompts)],
+        [[True] for _ in prompts], [[1.0] for _ in prompts])
+    assert plan(copy, low, sparse, [(7,)], 4, [committed]).counts() == [100, 400, 400]  # 100 / 0.2, capped
+    accelerated = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"planner": "accelerated", "tau": 0.3})})
+    assert plan(copy, accelerated, committee, [(7,)], 4, [committed]).counts() == [100, 100, 100]  # same problems
 
 
 def level(round_, n=4):
