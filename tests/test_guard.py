@@ -243,9 +243,17 @@ def test_label_signals_by_hand():
     assert s["support"] == 0.5 and s["confidence_kept"] == pytest.approx((0.8 + 0.8) / 2, abs=1e-4)
     assert s["confidence_dropped"] == 0.5 and s["no_eos"] == pytest.approx(1 / 6, abs=1e-4)
     assert s["bad_length"] == pytest.approx(2 / 6, abs=1e-4) and "sample_agreement" not in s and "verified" not in s
-    sampled = label_signals(copy, prompts[:1], [["ab", "ab", "ab", "ax"]], [[True] * 4], [[1.0] * 4], ["ab"],
+    sampled = label_signals(copy, prompts[:1], [["ab", "ax", "ab", "ab"]], [[True] * 4], [[1.0] * 4], ["ab"],
                             [True], samples=2)
-    assert sampled["sample_agreement"] == 0.75  # member 0: 2 of 2 alike, member 1: 1 of 2
+    assert sampled["sample_agreement"] == 0.75  # member 0: 1 of 2 alike, member 1: 2 of 2
+
+    class Checked(Copy):  # a verifier that passes an answer without "x"
+        def verify(self, prompt, answer):
+            return "x" not in answer
+
+    verified = label_signals(Checked(), prompts, outputs, finished, confidence, ["ab", "cx", "e"], [True, True, False],
+                             samples=1)
+    assert verified["verified"] == 0.5  # of the kept labels only: "ab" passes, "cx" does not
     assert drift(["a", "b", "c", "d"], ["a", "x", "c", "y"]) == 0.5 and drift([], []) is None
 
 
@@ -383,6 +391,11 @@ def test_the_controllers_caps_by_default_and_its_jump_threshold_is_inclusive():
     assert plan(copy, low, sparse, [(7,)], 4, [committed]).counts() == [100, 400, 400]  # 100 / 0.2, capped
     accelerated = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"planner": "accelerated", "tau": 0.3})})
     assert plan(copy, accelerated, committee, [(7,)], 4, [committed]).counts() == [100, 100, 100]  # same problems
+    thirds = cfg.model_copy(update={"loop": cfg.loop.model_copy(update={"probe_problems": 21, "jump_at": 0.3})})
+    assert plan(copy, thirds, committee, [(7,)], 4, [committed]).probes == {"9": 0.3333, "10": 0.3333, "11": 0.0}
+    two = cfg.model_copy(update={"task": cfg.task.model_copy(update={"step": 2})})
+    assert plan(copy, two, None, [(7,)], 6, [failed]).difficulties == [(9,)]  # the retry: one step of 2
+    assert plan(copy, two, Solver(limit=12), [(7,)], 4, [committed]).difficulties == [(9,), (11,)]  # not 13: beyond
 
 
 def level(round_, n=4):
