@@ -397,6 +397,14 @@ def test_the_controllers_caps_by_default_and_its_jump_threshold_is_inclusive():
     assert plan(copy, two, None, [(7,)], 6, [failed]).difficulties == [(9,)]  # the retry: one step of 2
     assert plan(copy, two, Solver(limit=12), [(7,)], 4, [committed]).difficulties == [(9,), (11,)]  # not 13: beyond
 
+    class Short(Copy):  # no string beyond 9 letters exists
+        def drawable(self, difficulty):
+            return difficulty[0] <= 9
+
+    assert plan(Short(), cfg, Solver(limit=99), [(7,)], 4, [committed]) == Plan(
+        [(8,), (9,)], 100, True, {"9": 1.0}, [100])  # stops before what cannot be drawn, probes nothing there
+    assert filter_names(cfg, copy) == ["length"]  # not strict unless asked
+
 
 def level(round_, n=4):
     return Level((1,), round_, [(np.full((n, 3), round_), np.zeros(n, dtype=np.int64))])
