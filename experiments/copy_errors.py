@@ -19,6 +19,8 @@ def main() -> None:
     parser.add_argument("run", type=Path)
     parser.add_argument("round", type=int)
     args = parser.parse_args()
+    if args.round < 1:
+        raise SystemExit("round 0 is the seed data (true labels, no answers): give a round of 1 or more")
     rows = RunDir.open(args.run).candidates(args.round).select(["difficulty", "outputs", "truth"]).to_pylist()
     right: dict[int, dict[int, list[bool]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:

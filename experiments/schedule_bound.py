@@ -10,11 +10,13 @@ Each number is a round: how many new difficulties (one step apart each) it train
 run's settings (loop.problems per difficulty, train.round_steps and its schedule, the corpus mixture);
 after it, the loop's own audit. `--labels self`: the model labels the round's problems greedily and the
 run's filters keep what they keep, strictly (the confidence filter at loop.strict_confidence) on the
-further steps as the controller does (`--strict all`: on every step; `none`: on none); `--phases k`
-labels the round's problems again k - 1 times, evenly spaced through its training, with the model in
-training (what it has learned of the round since is in its labels). Prints each round's audit above the
-base, frontier, kept labels and their precision, and seconds of training (with self labels, and
-of labelling).
+steps after the round's first (`--strict all`: on every step, as the controller labels; `none`: on
+none); `--phases k` labels the round's problems again k - 1 times, evenly spaced through its training,
+with the model in training (what it has learned of the round since is in its labels); `--grow` trains
+one phase per new difficulty, phase k on the problems of the first k, labelled again. Prints each
+round's audit above the base, frontier, the kept labels of each labelling and their precision, and
+seconds of training (`train`; with self labels `train+label`, the labelling inside the round included).
+One member of the tiny learner, a task of one axis.
 
 A planner chooses only the difficulties, the problems (for copy, at one length no string is harder to
 draw than another) and the filters; a schedule that cannot reach a frontier in some number of rounds
@@ -55,9 +57,17 @@ def self_labels(cfg, task, committee, r, prompts, diffs, first, strict) -> list[
     return labels
 
 
-def quality(labels: list[str | None], truths: list[str]) -> str:
-    kept = [(lab, t) for lab, t in zip(labels, truths) if lab is not None]
-    return f"{len(kept)} at {sum(lab == t for lab, t in kept) / max(1, len(kept)):.4f}"
+def quality(task, prompts: list[str], labels: list[str | None], truths: list[str]) -> str:
+    """`kept/labelled at precision` (precision by the task's own judgement of an answer; it reads truth)."""
+    kept = [i for i, lab in enumerate(labels) if lab is not None]
+    right = task.correct([prompts[i] for i in kept], [labels[i] for i in kept], [truths[i] for i in kept])
+    return f"{len(kept)}/{len(labels)} at {sum(right) / max(1, len(kept)):.4f}"
+
+
+def positive(text: str) -> int:
+    if int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return int(text)
 
 
 def round_batches(args, cfg, task, committee, r, prompts, truths, diffs, difficulties, first, steps, notes
@@ -74,7 +84,9 @@ def round_batches(args, cfg, task, committee, r, prompts, truths, diffs, difficu
         labels = [truths[i] for i in rows] if args.labels == "truth" else \
             self_labels(cfg, task, committee, r, ps, ds, first, args.strict)
         if args.labels == "self":
-            notes.append(quality(labels, [truths[i] for i in rows]))
+            notes.append(quality(task, ps, labels, [truths[i] for i in rows]))
+            if all(lab is None for lab in labels):
+                raise SystemExit(f"round {r}, phase {p + 1}: the filters kept no label; nothing to train on")
         member.corpus.drop(r)
         committee.add(r, ds, ps, labels)
         stream = member.corpus.batches(r, cfg.loop.data, cfg.train.batch_size, rng, cfg.train.anchor)
@@ -83,24 +95,32 @@ def round_batches(args, cfg, task, committee, r, prompts, truths, diffs, difficu
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="How fast can any planner push a run's frontier with this "
+                                     "learner? Rounds on a schedule of new difficulties, true or self labels.")
     parser.add_argument("source", type=Path, help="a run (one member) that committed round 0")
     parser.add_argument("schedule", type=int, nargs="+", help="new difficulties of each round")
     parser.add_argument("--labels", choices=["truth", "self"], default="truth")
     parser.add_argument("--strict", choices=["further", "all", "none"], default="further")
     parser.add_argument("--strict-confidence", type=float, help="loop.strict_confidence (default: the run's)")
-    parser.add_argument("--phases", type=int, default=1, help="self labels: label the round's problems this "
+    parser.add_argument("--phases", type=positive, default=1, help="self labels: label the round's problems this "
                         "many times, evenly spaced through its training")
     parser.add_argument("--grow", action="store_true", help="self labels: one phase per new difficulty; phase k "
                         "labels (again) the problems of the first k")
     args = parser.parse_args()
+    if args.labels == "truth" and (args.phases > 1 or args.grow or args.strict != "further"
+                                   or args.strict_confidence is not None):
+        parser.error("--phases, --grow, --strict and --strict-confidence need --labels self")
     cfg = load_config(str(args.source / "config.toml"))
     if args.strict_confidence is not None:
         cfg.loop.strict_confidence = args.strict_confidence
     if cfg.committee.size != 1:
         raise SystemExit(f"{args.source} has a committee of {cfg.committee.size}; this script trains one member")
+    if cfg.learner.kind != "tiny":  # labelling mid-round leaves the model in eval mode (the tiny one: no dropout)
+        raise SystemExit(f"{args.source} trains a {cfg.learner.kind!r} learner; this script trains the tiny one")
     torch.set_num_threads(1)
     task, run = cfg.task.build(), RunDir.open(args.source)
+    if len(task.axes) != 1:
+        raise SystemExit(f"task {task.name!r} has {len(task.axes)} axes; this script schedules tasks of one")
     committee = Committee(cfg, task)
     member = committee.members[0]
     data = run.candidates(0).select(["difficulty", "prompt", "label"]).to_pydict()
@@ -125,9 +145,10 @@ def main() -> None:
         trained += difficulties
         accuracy, _, solved, _ = check(committee, task, held_out(task, cfg, r, trained), r)
         audit = " ".join(f"{k}:{v:.2f}" for k, v in accuracy.items() if int(k) > cfg.task.base)
-        kept = f" | kept {' -> '.join(notes)} of {len(prompts)}" if notes else ""
+        kept = f" | kept {' -> '.join(notes)}" if notes else ""
+        timed = "train+label" if notes else "train"
         print(f"round {r} | difficulty {' '.join(str(d[0]) for d in difficulties)} | audit {audit} | "
-              f"frontier {solved}{kept} | train {learn:.0f} s | total {total:.0f} s", flush=True)
+              f"frontier {solved}{kept} | {timed} {learn:.0f} s | total {total:.0f} s", flush=True)
     committee.close()
 
 

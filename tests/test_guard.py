@@ -22,7 +22,7 @@ from selfimprove.judge import judge_run, summary
 from selfimprove.loop import run_loop
 from selfimprove.planner import Plan, plan
 from selfimprove.rundir import RunDir, RunError
-from selfimprove.signals import drift, drift_probes, invariant, label_signals, self_invariant
+from selfimprove.signals import _q10, drift, drift_probes, invariant, label_signals, self_invariant
 from selfimprove.tasks import TASKS, Batch, get_task, register, stream_seed
 from selfimprove.tasks.strings import Copy
 
@@ -246,6 +246,10 @@ def test_label_signals_by_hand():
     sampled = label_signals(copy, prompts[:1], [["ab", "ax", "ab", "ab"]], [[True] * 4], [[1.0] * 4], ["ab"],
                             [True], samples=2)
     assert sampled["sample_agreement"] == 0.75  # member 0: 1 of 2 alike, member 1: 2 of 2
+    split = label_signals(copy, prompts[:1], [["ab", "ab", "ax", "ax"]], [[True] * 4], [[1.0] * 4], ["ab"], [True],
+                          samples=2)
+    assert split["sample_agreement"] == 1.0  # each member agrees with itself (pooled: 0.5)
+    assert _q10([0.1 * k for k in range(1, 11)]) == 0.19 and _q10([0.0, 1 / 3]) == 0.0333 and _q10([]) is None
 
     class Checked(Copy):  # a verifier that passes an answer without "x"
         def verify(self, prompt, answer):
