@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfimprove.audit import check, held_out
+from selfimprove.audit import check, held_out, label_quality
 from selfimprove.committee import Committee, labelling
 from selfimprove.config import load_config
 from selfimprove.filters import filter_outputs
@@ -42,26 +42,19 @@ from selfimprove.rundir import RunDir
 from selfimprove.tasks import stream_seed
 
 
-def self_labels(cfg, task, committee, r, prompts, diffs, first, strict) -> list[str | None]:
-    """The model's labels (None: dropped), the first step's difficulties filtered with the run's filters and
-    the further ones strictly (`strict` = further; all: every step strictly; none: no step)."""
+def self_labels(cfg, task, committee, r, prompts, diffs, first, strict) -> tuple[list[str], list[bool]]:
+    """The committee's vote on each prompt and whether the filters keep it: the first step's difficulties with
+    the run's filters, the further ones strictly (`strict` = further; all: every step strictly; none: none)."""
     outputs = committee.generate(prompts, sampling=labelling(cfg, stream_seed(cfg.seed, "sample", r)))
-    labels: list[str | None] = [None] * len(prompts)
+    labels, kept = [""] * len(prompts), [False] * len(prompts)
     for is_first in (True, False):
         rows = [i for i, d in enumerate(diffs) if (tuple(d) in first) == is_first]
         hard = strict == "all" or (strict == "further" and not is_first)
         v = filter_outputs(cfg, task, [prompts[i] for i in rows], *([x[i] for i in rows] for x in outputs),
                            strict=hard, committee=committee)
         for i, lab, k in zip(rows, v.labels, v.kept):
-            labels[i] = lab if k else None
-    return labels
-
-
-def quality(task, prompts: list[str], labels: list[str | None], truths: list[str]) -> str:
-    """`kept/labelled at precision` (precision by the task's own judgement of an answer; it reads truth)."""
-    kept = [i for i, lab in enumerate(labels) if lab is not None]
-    right = task.correct([prompts[i] for i in kept], [labels[i] for i in kept], [truths[i] for i in kept])
-    return f"{len(kept)}/{len(labels)} at {sum(right) / max(1, len(kept)):.4f}"
+            labels[i], kept[i] = lab, k
+    return labels, kept
 
 
 def positive(text: str) -> int:
@@ -81,12 +74,14 @@ def round_batches(args, cfg, task, committee, r, prompts, truths, diffs, difficu
     for p in range(phases):
         rows = [i for i, d in enumerate(diffs) if not args.grow or tuple(d) in difficulties[: p + 1]]
         ps, ds = [prompts[i] for i in rows], [diffs[i] for i in rows]
-        labels = [truths[i] for i in rows] if args.labels == "truth" else \
-            self_labels(cfg, task, committee, r, ps, ds, first, args.strict)
+        labels = [truths[i] for i in rows]
         if args.labels == "self":
-            notes.append(quality(task, ps, labels, [truths[i] for i in rows]))
-            if all(lab is None for lab in labels):
+            votes, kept = self_labels(cfg, task, committee, r, ps, ds, first, args.strict)
+            if not any(kept):
                 raise SystemExit(f"round {r}, phase {p + 1}: the filters kept no label; nothing to train on")
+            precision = label_quality(task, ps, votes, kept, votes, labels)[0]
+            notes.append(f"{sum(kept)}/{len(kept)} at {precision:.4f}")
+            labels = [lab if k else None for lab, k in zip(votes, kept)]
         member.corpus.drop(r)
         committee.add(r, ds, ps, labels)
         stream = member.corpus.batches(r, cfg.loop.data, cfg.train.batch_size, rng, cfg.train.anchor)
