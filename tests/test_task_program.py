@@ -34,9 +34,7 @@ TASK = get_task("program")
 REV = "123>321;45>54="  # examples of x|rev
 
 
-@pytest.fixture(scope="module", autouse=True)
-def sandbox_here(program_sandbox):
-    return program_sandbox
+pytestmark = pytest.mark.usefixtures("program_sandbox")  # every test here runs programs in the sandbox
 
 
 def run(answers, prompts=None):
